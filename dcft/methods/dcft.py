@@ -1,0 +1,225 @@
+"""DCFT: deconvolution in subspace (arXiv 2503.01419), as the authors' code computes it.
+
+Per adapted Linear (n_in -> n_out): a (k x H_in), b (H_out x k) and a d x d kernel C, with
+H = (n - d) / stride + 1 so that the transposed convolution lands exactly on n. The update is
+``Delta^T = conv_transpose2d(a^T b^T, C, stride)`` of shape (n_in x n_out), applied as
+``y = base(x) + (alpha / r) * x @ Delta^T``.
+
+Two paths compute the same function:
+- ``reference``: builds Delta^T with conv_transpose2d (any stride <= kernel), as the authors do.
+- ``fast`` (stride == kernel): Delta^T = kron(a^T b^T, C) = kron(a^T, I_d) @ kron(b^T, C), so
+  ``x @ Delta^T`` is two skinny matrix products with an (n_in x k*d) and a (k*d x n_out) factor,
+  built once per call from a, b and C: k * d * (n_in + n_out) multiply-adds per token, no
+  n_in x n_out matrix. ``SkinnyChain`` saves only x and the two factors for backward and
+  recomputes the (tokens x k*d) hidden there, so activation memory is below LoRA's (which keeps
+  its tokens x r hidden); it never copies x.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .constraints import constraint_terms, validate_constraint
+from .layers import LinearAdapter
+from .registry import LowRankMethod, MatrixOptions, register
+
+INITS = ("authors", "lora")
+IMPLS = ("auto", "fast", "reference")
+
+
+def input_side(n: int, kernel: int, stride: int) -> int:
+    """H such that a transposed convolution (kernel, stride, padding 0) maps H to exactly n."""
+    return (n - kernel) // stride + 1
+
+
+def sides_fit(n: int, kernel: int, stride: int) -> bool:
+    return n >= kernel and (n - kernel) % stride == 0
+
+
+def kron(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """torch.kron for 2-D tensors, also for non-contiguous (e.g. transposed) inputs."""
+    (p, q), (r, s) = left.shape, right.shape
+    return (left[:, None, :, None] * right[None, :, None, :]).reshape(p * r, q * s)
+
+
+class SkinnyChain(torch.autograd.Function):
+    """``act(x @ first) @ second`` (act: identity or ReLU) for skinny factors (n_in x m and
+    m x n_out, m small). Backward recomputes the (tokens x m) hidden from x instead of saving it
+    and uses only 2-D matrix products on views of x and the output gradient (no copies)."""
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        x: torch.Tensor,
+        first: torch.Tensor,
+        second: torch.Tensor,
+        relu: bool,
+    ) -> torch.Tensor:
+        hidden = x.reshape(-1, x.shape[-1]) @ first
+        if relu:
+            hidden = hidden.relu_()
+        ctx.save_for_backward(x, first, second)
+        ctx.relu = relu
+        return (hidden @ second).view(*x.shape[:-1], second.shape[1])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, None]:
+        x, first, second = ctx.saved_tensors
+        x2d, grad2d = x.reshape(-1, x.shape[-1]), grad_out.reshape(-1, grad_out.shape[-1])
+        hidden = x2d @ first
+        grad_hidden = grad2d @ second.T
+        if ctx.relu:
+            grad_hidden = grad_hidden.mul_(hidden > 0)
+            hidden = hidden.relu_()
+        grad_second = hidden.T @ grad2d
+        grad_first = x2d.T @ grad_hidden
+        grad_x = (grad_hidden @ first.T).view(x.shape) if ctx.needs_input_grad[0] else None
+        return grad_x, grad_first, grad_second, None
+
+
+class DcftLinear(LinearAdapter):
+    def __init__(
+        self,
+        base: nn.Linear,
+        kernel: int,
+        stride: int,
+        rank: int = 1,
+        scale: float = 2.0,
+        init: str = "authors",
+        constraint: str = "orth",
+        impl: str = "auto",
+        name: str = "",
+    ) -> None:
+        super().__init__(base)
+        n_in, n_out = base.in_features, base.out_features
+        for side, n in (("in_features", n_in), ("out_features", n_out)):
+            if not sides_fit(n, kernel, stride):
+                raise ValueError(
+                    f"DCFT kernel {kernel} / stride {stride} does not fit {name or 'module'} "
+                    f"(Linear {n_in} -> {n_out}): {side}={n} needs (n - kernel) divisible by "
+                    "stride and n >= kernel"
+                )
+        self.fast = impl == "fast" or (impl == "auto" and stride == kernel)
+        if self.fast and stride != kernel:
+            raise ValueError(f"DCFT impl 'fast' needs stride == kernel, got {stride} != {kernel}")
+        if constraint == "mpc_n" and not self.fast:
+            raise ValueError("DCFT with the mpc_n ReLU needs the fast path (stride == kernel)")
+        self.kernel_size, self.stride, self.scale, self.constraint = (
+            kernel,
+            stride,
+            scale,
+            constraint,
+        )
+        factory = {"device": base.weight.device, "dtype": torch.float32}
+        h_in, h_out = input_side(n_in, kernel, stride), input_side(n_out, kernel, stride)
+        self.dcft_a = nn.Parameter(torch.empty(rank, h_in, **factory))
+        self.dcft_b = nn.Parameter(torch.empty(h_out, rank, **factory))
+        self.dcft_kernel = nn.Parameter(torch.empty(kernel, kernel, **factory))
+        self.reset_parameters(init)
+
+    @torch.no_grad()
+    def reset_parameters(self, init: str) -> None:
+        if init == "authors":
+            for p in (self.dcft_a, self.dcft_b, self.dcft_kernel):
+                nn.init.normal_(p, std=0.02)
+        else:
+            nn.init.normal_(self.dcft_a, std=self.dcft_a.shape[1] ** -0.5)
+            nn.init.normal_(self.dcft_kernel, std=self.kernel_size**-0.5)
+            nn.init.zeros_(self.dcft_b)
+
+    def subspace_feature(self) -> torch.Tensor:
+        """F = a^T b^T, the (H_in x H_out) input of the transposed convolution."""
+        return self.dcft_a.T @ self.dcft_b.T
+
+    def delta_transposed(self) -> torch.Tensor:
+        """Delta^T (n_in x n_out) via conv_transpose2d, unscaled: the authors' computation."""
+        feature = self.subspace_feature()[None, None]
+        return F.conv_transpose2d(feature, self.dcft_kernel[None, None], stride=self.stride)[0, 0]
+
+    def delta_weight(self) -> torch.Tensor:
+        if self.constraint == "mpc_n":
+            raise ValueError(
+                "a DCFT update with the mpc_n ReLU is non-linear: no dense delta_weight"
+            )
+        return self.delta_transposed().T * self.scale
+
+    def update(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.fast:
+            return (x @ self.delta_transposed()) * self.scale
+        first, second = self.skinny_factors()
+        return SkinnyChain.apply(x, first, second, self.constraint == "mpc_n")
+
+    def skinny_factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """kron(a^T, I_d) (n_in x k*d) and scale * kron(b^T, C) (k*d x n_out), whose product is
+        scale * Delta^T (stride == kernel)."""
+        eye = torch.eye(self.kernel_size, device=self.dcft_a.device, dtype=self.dcft_a.dtype)
+        first = kron(self.dcft_a.T, eye)
+        second = kron(self.dcft_b.T * self.scale, self.dcft_kernel)
+        return first, second
+
+    def regularizer_terms(self) -> list[torch.Tensor]:
+        return constraint_terms(self.constraint, self.dcft_a, self.dcft_b)
+
+
+@dataclass
+class DcftOptions(MatrixOptions):
+    """kernel: d; stride: defaults to the kernel (the paper's setting); rank: k (the authors fix
+    k = 1); the update is scaled by alpha / r (authors: alpha 16 or 32, r 8); init: ``authors``
+    (a, b, C ~ N(0, 0.02^2)) or ``lora`` (b = 0, a and C ~ N(0, 1/fan_in)); constraint and its
+    weight gamma (authors: ``orth``, 0.1); impl: auto | fast | reference."""
+
+    kernel: int = 8
+    stride: int | None = None
+    rank: int = 1
+    alpha: float = 16.0
+    r: int = 8
+    init: str = "authors"
+    constraint: str = "orth"
+    gamma: float = 0.1
+    impl: str = "auto"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.stride is None:
+            self.stride = self.kernel
+        if self.kernel < 1 or self.stride < 1 or self.rank < 1:
+            raise ValueError(
+                f"DCFT needs kernel, stride and rank >= 1, got {self.kernel}, {self.stride}, "
+                f"{self.rank}"
+            )
+        if self.stride > self.kernel:
+            raise ValueError(
+                f"DCFT stride {self.stride} > kernel {self.kernel} is refused: some subspace "
+                "entries would never reach the update (the paper excludes it)"
+            )
+        if self.init not in INITS:
+            raise ValueError(f"unknown DCFT init {self.init!r}; valid: {', '.join(INITS)}")
+        if self.impl not in IMPLS:
+            raise ValueError(f"unknown DCFT impl {self.impl!r}; valid: {', '.join(IMPLS)}")
+        validate_constraint(self.constraint)
+
+
+@register("dcft")
+class Dcft(LowRankMethod):
+    Options = DcftOptions
+
+    def make_layer(self, name: str, base: nn.Linear) -> LinearAdapter:
+        o = self.options
+        return DcftLinear(
+            base,
+            o.kernel,
+            o.stride,
+            o.rank,
+            o.alpha / o.r,
+            o.init,
+            o.constraint,
+            o.impl,
+            name=name,
+        )

@@ -1,0 +1,21 @@
+"""Methods that only choose which backbone tensors train: full fine-tuning and BitFit."""
+
+from __future__ import annotations
+
+from .registry import Method, register
+
+
+@register("full")
+class FullFineTuning(Method):
+    """Every parameter trains."""
+
+    def trains_backbone_parameter(self, name: str) -> bool:
+        return True
+
+
+@register("bitfit")
+class BitFit(Method):
+    """Every bias of the backbone trains (LayerNorm biases included), plus the head."""
+
+    def trains_backbone_parameter(self, name: str) -> bool:
+        return name.endswith("bias")

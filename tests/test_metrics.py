@@ -1,0 +1,186 @@
+"""dcft.metrics against independent computations and hand-worked SQuAD scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+from dcft.metrics import glue_metrics, main_metric, normalize_answer, squad_metrics
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.mark.parametrize(
+    ("task", "metric"),
+    [
+        ("cola", "matthews_correlation"),
+        ("stsb", "pearson"),
+        ("sst2", "accuracy"),
+        ("mrpc", "accuracy"),
+        ("qqp", "accuracy"),
+        ("mnli", "accuracy"),
+        ("qnli", "accuracy"),
+        ("rte", "accuracy"),
+        ("squad_v1", "f1"),
+        ("squad_v2", "f1"),
+    ],
+)
+def test_main_metric(task: str, metric: str) -> None:
+    assert main_metric(task) == metric
+
+
+def test_main_metric_unknown_task_lists_choices() -> None:
+    with pytest.raises(ValueError, match=r"'wnli'.*cola.*squad_v2"):
+        main_metric("wnli")
+
+
+def test_cola_matthews_from_logits(rng: np.random.Generator) -> None:
+    logits = rng.normal(size=(200, 2))
+    labels = rng.integers(0, 2, size=200)
+    scores = glue_metrics("cola", logits, labels)
+    assert scores == {
+        "matthews_correlation": pytest.approx(matthews_corrcoef(labels, logits.argmax(-1)))
+    }
+
+
+@pytest.mark.parametrize("task", ["mrpc", "qqp"])
+def test_accuracy_and_f1_from_class_ids(task: str, rng: np.random.Generator) -> None:
+    preds = rng.integers(0, 2, size=300)
+    labels = rng.integers(0, 2, size=300)
+    scores = glue_metrics(task, preds, labels)
+    assert scores == {
+        "accuracy": pytest.approx(accuracy_score(labels, preds)),
+        "f1": pytest.approx(f1_score(labels, preds)),
+    }
+
+
+@pytest.mark.parametrize(("task", "classes"), [("sst2", 2), ("qnli", 2), ("rte", 2), ("mnli", 3)])
+def test_accuracy_only_tasks(task: str, classes: int, rng: np.random.Generator) -> None:
+    logits = rng.normal(size=(150, classes))
+    labels = rng.integers(0, classes, size=150)
+    scores = glue_metrics(task, logits.tolist(), labels.tolist())
+    assert scores == {"accuracy": pytest.approx(accuracy_score(labels, logits.argmax(-1)))}
+
+
+def test_accuracy_by_hand() -> None:
+    assert glue_metrics("rte", [0, 1, 1, 0], [0, 1, 0, 0]) == {"accuracy": 0.75}
+
+
+@pytest.mark.parametrize("shape", [(120, 1), (120,)])
+def test_stsb_pearson_spearman(shape: tuple[int, ...], rng: np.random.Generator) -> None:
+    labels = rng.uniform(0, 5, size=120)
+    preds = (labels + rng.normal(scale=1.0, size=120)).reshape(shape)
+    scores = glue_metrics("stsb", preds, labels)
+    assert scores == {
+        "pearson": pytest.approx(pearsonr(preds.reshape(-1), labels)[0]),
+        "spearman": pytest.approx(spearmanr(preds.reshape(-1), labels)[0]),
+    }
+    assert all(isinstance(v, float) for v in scores.values())
+
+
+def test_glue_metrics_shape_mismatch() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        glue_metrics("sst2", [0, 1, 1], [0, 1])
+
+
+def test_glue_metrics_rejects_squad() -> None:
+    with pytest.raises(ValueError, match="squad_metrics"):
+        glue_metrics("squad_v1", [0], [0])
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalised"),
+    [
+        ("The Denver Broncos!", "denver broncos"),
+        ("An apple, a pear and THE plum.", "apple pear and plum"),
+        ("theory of anthems", "theory of anthems"),
+        ("  spaced\tout\n text ", "spaced out text"),
+        ("$1,000.5", "10005"),
+    ],
+)
+def test_normalize_answer(raw: str, normalised: str) -> None:
+    assert normalize_answer(raw) == normalised
+
+
+def _ref(qid: str, *golds: str) -> dict:
+    return {"id": qid, "answers": {"text": list(golds), "answer_start": [0] * len(golds)}}
+
+
+def test_squad_v1_hand_worked() -> None:
+    references = [
+        _ref("q1", "Denver Broncos"),
+        _ref("q2", "Denver Broncos"),
+        _ref("q3", "Denver Broncos"),
+        _ref("q4", "Panthers", "Carolina Panthers"),
+    ]
+    predictions = {
+        "q1": "the Denver Broncos",  # article dropped: exact
+        "q2": "denver broncos!",  # case and punctuation: exact
+        "q3": "Broncos of Denver",  # 2 of 3 predicted tokens right: P 2/3, R 1, F1 0.8
+        "q4": "Carolina",  # best gold "Carolina Panthers": P 1, R 1/2, F1 2/3
+    }
+    scores = squad_metrics(predictions, references)
+    assert scores == {
+        "exact_match": pytest.approx(100 * 2 / 4),
+        "f1": pytest.approx(100 * (1 + 1 + 0.8 + 2 / 3) / 4),
+    }
+
+
+def test_squad_missing_prediction_scores_zero() -> None:
+    references = [_ref("q1", "Paris"), _ref("q2", "Rome")]
+    scores = squad_metrics({"q1": "Paris", "extra": "ignored"}, references)
+    assert scores == {"exact_match": 50.0, "f1": 50.0}
+
+
+def test_squad_v2_no_answer_breakdown() -> None:
+    references = [
+        _ref("has1", "the Eiffel Tower"),
+        _ref("has2", "1889"),
+        _ref("no1"),
+        _ref("no2"),
+    ]
+    predictions = {
+        "has1": "Eiffel Tower",  # exact after article removal
+        "has2": "",  # abstained on an answerable question: 0
+        "no1": "",  # correct abstention: 1
+        "no2": "in 1889",  # answered an unanswerable question: 0
+    }
+    scores = squad_metrics(predictions, references, version_2=True)
+    assert scores == {
+        "exact_match": 50.0,
+        "f1": 50.0,
+        "total": 4.0,
+        "HasAns_exact": 50.0,
+        "HasAns_f1": 50.0,
+        "HasAns_total": 2.0,
+        "NoAns_exact": 50.0,
+        "NoAns_f1": 50.0,
+        "NoAns_total": 2.0,
+    }
+
+
+def test_squad_v2_partial_f1_and_empty_group() -> None:
+    references = [_ref("q1", "in the year 1889", "1889")]
+    # vs "in year 1889": P 1/2, R 1/3 -> F1 0.4; vs "1889": P 1/2, R 1 -> F1 2/3 (the max)
+    scores = squad_metrics({"q1": "1889 exactly"}, references, version_2=True)
+    assert scores["f1"] == pytest.approx(100 * 2 / 3)
+    assert scores["exact_match"] == 0.0
+    assert scores["NoAns_total"] == 0.0
+    assert "NoAns_f1" not in scores
+
+
+def test_squad_metrics_accepts_dataset() -> None:
+    import datasets
+
+    ds = datasets.Dataset.from_list([_ref("a", "x y"), _ref("b", "z")])
+    assert squad_metrics({"a": "x y", "b": "w"}, ds) == {"exact_match": 50.0, "f1": 50.0}
+
+
+def test_squad_metrics_needs_references() -> None:
+    with pytest.raises(ValueError, match="no reference"):
+        squad_metrics({}, [])
