@@ -7,12 +7,20 @@ HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 1)
 CPU_TORCH ?= torch==2.13.0
 export DCFT_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: help venv dev demo test lint params bench
+SCALE ?= paper
+LAUNCHER ?= basic
+TABLES := 1 2 3 4 5 6
+
+.PHONY: help venv dev demo test lint params bench report reproduce-all $(addprefix reproduce-table,$(TABLES))
 
 help:
 	@echo "make demo     fine-tune the pretrained MiniLM with DCFT, LoRA r=1 and BitFit (CPU, <10 min)"
 	@echo "make test     the test suite (what CI runs)"
 	@echo "make params   parameter audit: results/params.{md,csv}"
+	@echo "make reproduce-tableN [SCALE=mini] [SEEDS=n] [LAUNCHER=basic|gpus|local|slurm] [DRY_RUN=1]"
+	@echo "              the sweep behind the paper's Table N (N = 1..6); reproduce-all runs them all"
+	@echo "make report   results/tables/: our tables beside the paper's, and Figures 2-3"
+	@echo "make bench    DCFT vs LoRA time, memory and adapter size: results/bench/"
 	@echo "make lint     ruff check + format check"
 
 $(VENV)/.runtime: requirements.txt
@@ -32,7 +40,7 @@ venv: $(VENV)/.runtime
 dev: $(VENV)/.dev
 
 demo: $(VENV)/.runtime
-	$(PY) -m dcft.params
+	$(PY) -m dcft.demo
 
 params: $(VENV)/.runtime
 	$(PY) -m dcft.params
@@ -43,3 +51,15 @@ test: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check dcft tests scripts
 	$(VENV)/bin/ruff format --check dcft tests scripts
+
+$(addprefix reproduce-table,$(TABLES)): reproduce-table%: $(VENV)/.runtime
+	$(PY) -m dcft.sweep table$* --scale $(SCALE) --launcher $(LAUNCHER) \
+		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(DRY_RUN),--dry-run) $(HYDRA_ARGS)
+
+reproduce-all: $(addprefix reproduce-table,$(TABLES))
+
+report: $(VENV)/.runtime
+	$(PY) -m dcft.report
+
+bench: $(VENV)/.runtime
+	$(PY) scripts/bench.py

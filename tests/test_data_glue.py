@@ -24,7 +24,7 @@ from dcft.data import (
     load_raw_splits,
     tokenize_glue,
 )
-from dcft.data.glue import glue_features
+from dcft.data.glue import glue_features, glue_folder
 
 GLUE_TASKS = ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte"]
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -94,16 +94,6 @@ _MNLI_HEAD = (
     "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t"
     "sentence1_parse\tsentence2_parse\tsentence1\tsentence2"
 )
-_FOLDERS = {
-    "cola": "CoLA",
-    "sst2": "SST-2",
-    "mrpc": "MRPC",
-    "qqp": "QQP",
-    "stsb": "STS-B",
-    "mnli": "MNLI",
-    "qnli": "QNLI",
-    "rte": "RTE",
-}
 _TSV_NAMES = {
     "train": "train.tsv",
     "validation": "dev.tsv",
@@ -119,7 +109,7 @@ def write_tsv(root: Path, task: str, split: str, rows: list[dict]) -> Path:
     else:
         header = _HEADERS.get(task)
     lines = ([header] if header else []) + [_tsv_line(task, r, split) for r in rows]
-    path = root / "glue" / _FOLDERS[task] / _TSV_NAMES[split]
+    path = root / "glue" / glue_folder(task) / _TSV_NAMES[split]
     path.parent.mkdir(parents=True, exist_ok=True)
     # CoLA's dev.tsv has no trailing newline; everything else ends with one.
     ending = "" if (task == "cola" and split == "validation") else "\n"

@@ -127,6 +127,18 @@ def test_squad_v2_prefers_plain_folder(squad_dir: Path) -> None:
     assert dev["id"] == ["q-year", "q-first", "q-none"]
 
 
+def test_carve_train_from_eval_splits_the_dev_set_without_overlap(squad_dir: Path) -> None:
+    (squad_dir / "squad" / "v1.1" / "train-v1.1.json").unlink()
+    loaded = load_raw_splits("squad_v1", squad_dir, carve_train_from_eval=0.5, seed=3)
+    train, dev = set(loaded["train"]["id"]), set(loaded["validation"]["id"])
+    assert len(train) == len(dev) == 2 and not train & dev
+    assert train | dev == {"q-year", "q-first", "q-last", "q-long"}
+    again = load_raw_splits("squad_v1", squad_dir, carve_train_from_eval=0.5, seed=3)
+    assert set(again["train"]["id"]) == train
+    with pytest.raises(ValueError, match=r"carve_train_from_eval must be in \(0, 1\)"):
+        load_raw_splits("squad_v1", squad_dir, carve_train_from_eval=1.0)
+
+
 def test_malformed_json_names_file_and_line(squad_dir: Path) -> None:
     path = squad_dir / "squad" / "v1.1" / "dev-v1.1.json"
     lines = path.read_text(encoding="utf-8").splitlines()

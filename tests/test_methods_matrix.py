@@ -17,6 +17,7 @@ from dcft.methods import METHODS
 from .tiny_models import NUM_LABELS, TINY, tiny_inputs, tiny_model, tiny_shape
 
 CASES = [
+    ("head", {}),
     ("full", {}),
     ("bitfit", {}),
     ("hadapter", {"bottleneck": 4}),
@@ -95,6 +96,8 @@ def expected_trainable(arch: str, method: str, options: dict, model_before) -> s
     _, _, layers = tiny_shape(arch)
     names = set(HEAD[arch])
     backbone = [n for n, _ in model_before.named_parameters() if n not in names]
+    if method == "head":
+        return names
     if method == "full":
         return names | set(backbone)
     if method == "bitfit":
@@ -123,6 +126,8 @@ def expected_count(arch: str, method: str, options: dict, model_before) -> int:
     h, inter, layers = tiny_shape(arch)
     shapes = matrix_shapes(arch)
     targets = options.get("targets", ALL)
+    if method == "head":
+        return 0
     if method == "full":
         head = h * h + h + h * NUM_LABELS + NUM_LABELS
         return sum(p.numel() for p in model_before.parameters()) - head

@@ -51,6 +51,12 @@ _TSV_LAYOUTS: dict[str, _TsvLayout] = {
     ),
 }
 
+
+def glue_folder(task: str) -> str:
+    """The task's folder in the GLUE distribution layout (``glue/<folder>/*.tsv``)."""
+    return _TSV_LAYOUTS[task].folder
+
+
 _TSV_FILES = {
     "train": "train.tsv",
     "validation": "dev.tsv",

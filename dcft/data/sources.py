@@ -38,6 +38,7 @@ def load_raw_splits(
     max_eval_samples: int | None = None,
     seed: int = 0,
     splits: Sequence[str] | None = None,
+    carve_train_from_eval: float | None = None,
 ) -> dict[str, datasets.Dataset]:
     """Raw examples of ``task`` keyed by split (``train`` and the task's eval splits).
 
@@ -46,8 +47,17 @@ def load_raw_splits(
     which splits are loaded (default: all). Subsets are ``shuffle(seed).select(range(n))``, so
     the same seed always gives the same examples, in shuffled order; ``max_eval_samples``
     applies to each eval split.
+
+    ``carve_train_from_eval=f`` is for machines without a training set (e.g. SQuAD here): the
+    training split becomes a fixed fraction ``f`` of the first eval split and that eval split
+    keeps the other examples, so the two never overlap. Scores from it are not comparable to
+    published ones.
     """
     spec = get_task(task)
+    if carve_train_from_eval is not None:
+        return _carve(
+            spec, data_dir, carve_train_from_eval, max_train_samples, max_eval_samples, seed
+        )
     wanted = _check_splits(spec, splits)
     root = resolve_data_dir(data_dir)
     if root is None:
@@ -55,10 +65,7 @@ def load_raw_splits(
     else:
         with hub_offline():
             loaded = {split: load_local_split(spec, root, split) for split in wanted}
-    return {
-        split: _subset(ds, max_train_samples if split == "train" else max_eval_samples, seed)
-        for split, ds in loaded.items()
-    }
+    return _subsets(loaded, max_train_samples, max_eval_samples, seed)
 
 
 def load_local_split(spec: TaskSpec, data_dir: Path, split: str) -> datasets.Dataset:
@@ -81,6 +88,23 @@ def load_local_split(spec: TaskSpec, data_dir: Path, split: str) -> datasets.Dat
     raise missing_split_error(spec.name, split, data_dir, [tsv, shards / "*.parquet"])
 
 
+def _carve(
+    spec: TaskSpec,
+    data_dir: str | Path | None,
+    fraction: float,
+    max_train_samples: int | None,
+    max_eval_samples: int | None,
+    seed: int,
+) -> dict[str, datasets.Dataset]:
+    if not 0 < fraction < 1:
+        raise ValueError(f"carve_train_from_eval must be in (0, 1), got {fraction}")
+    loaded = load_raw_splits(spec.name, data_dir, seed=seed, splits=spec.eval_splits)
+    first = spec.eval_splits[0]
+    parts = loaded[first].train_test_split(train_size=fraction, seed=seed, shuffle=True)
+    loaded = {"train": parts["train"], **loaded, first: parts["test"]}
+    return _subsets(loaded, max_train_samples, max_eval_samples, seed)
+
+
 def _check_splits(spec: TaskSpec, splits: Sequence[str] | None) -> list[str]:
     if splits is None:
         return list(spec.splits)
@@ -90,6 +114,18 @@ def _check_splits(spec: TaskSpec, splits: Sequence[str] | None) -> list[str]:
             f"unknown split(s) {unknown} for task {spec.name!r}; valid choices: {list(spec.splits)}"
         )
     return list(splits)
+
+
+def _subsets(
+    loaded: dict[str, datasets.Dataset],
+    max_train_samples: int | None,
+    max_eval_samples: int | None,
+    seed: int,
+) -> dict[str, datasets.Dataset]:
+    return {
+        split: _subset(ds, max_train_samples if split == "train" else max_eval_samples, seed)
+        for split, ds in loaded.items()
+    }
 
 
 def _subset(ds: datasets.Dataset, limit: int | None, seed: int) -> datasets.Dataset:

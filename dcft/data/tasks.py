@@ -17,6 +17,7 @@ class TaskSpec:
     """
 
     name: str
+    label: str  # as the paper and the GLUE distribution print it: CoLA, STS-B, SQuADv1.1
     kind: TaskKind
     hub_id: str
     hub_config: str | None
@@ -40,6 +41,7 @@ class TaskSpec:
 
 def _glue(
     config: str,
+    label: str,
     text_fields: tuple[str, ...],
     label_names: tuple[str, ...],
     metric: str,
@@ -47,6 +49,7 @@ def _glue(
 ) -> TaskSpec:
     return TaskSpec(
         name=config,
+        label=label,
         kind="glue",
         hub_id="nyu-mll/glue",
         hub_config=config,
@@ -61,9 +64,10 @@ def _glue(
     )
 
 
-def _squad(name: str, hub_id: str) -> TaskSpec:
+def _squad(name: str, label: str, hub_id: str) -> TaskSpec:
     return TaskSpec(
         name=name,
+        label=label,
         kind="squad",
         hub_id=hub_id,
         hub_config=None,
@@ -82,24 +86,44 @@ _ENTAIL = ("entailment", "not_entailment")
 TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (
-        _glue("cola", ("sentence",), ("unacceptable", "acceptable"), "matthews_correlation", 64),
-        _glue("sst2", ("sentence",), ("negative", "positive"), "accuracy", 128),
         _glue(
-            "mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), "accuracy", 320
+            "cola",
+            "CoLA",
+            ("sentence",),
+            ("unacceptable", "acceptable"),
+            "matthews_correlation",
+            64,
         ),
-        _glue("qqp", ("question1", "question2"), ("not_duplicate", "duplicate"), "accuracy", 320),
-        _glue("stsb", ("sentence1", "sentence2"), (), "pearson", 128),
+        _glue("sst2", "SST-2", ("sentence",), ("negative", "positive"), "accuracy", 128),
+        _glue(
+            "mrpc",
+            "MRPC",
+            ("sentence1", "sentence2"),
+            ("not_equivalent", "equivalent"),
+            "accuracy",
+            320,
+        ),
+        _glue(
+            "qqp",
+            "QQP",
+            ("question1", "question2"),
+            ("not_duplicate", "duplicate"),
+            "accuracy",
+            320,
+        ),
+        _glue("stsb", "STS-B", ("sentence1", "sentence2"), (), "pearson", 128),
         _glue(
             "mnli",
+            "MNLI",
             ("premise", "hypothesis"),
             ("entailment", "neutral", "contradiction"),
             "accuracy",
             256,
         ),
-        _glue("qnli", ("question", "sentence"), _ENTAIL, "accuracy", 512),
-        _glue("rte", ("sentence1", "sentence2"), _ENTAIL, "accuracy", 320),
-        _squad("squad_v1", "rajpurkar/squad"),
-        _squad("squad_v2", "rajpurkar/squad_v2"),
+        _glue("qnli", "QNLI", ("question", "sentence"), _ENTAIL, "accuracy", 512),
+        _glue("rte", "RTE", ("sentence1", "sentence2"), _ENTAIL, "accuracy", 320),
+        _squad("squad_v1", "SQuADv1.1", "rajpurkar/squad"),
+        _squad("squad_v2", "SQuADv2.0", "rajpurkar/squad_v2"),
     )
 }
 

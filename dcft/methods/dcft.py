@@ -7,12 +7,12 @@ H = (n - d) / stride + 1 so that the transposed convolution lands exactly on n. 
 
 Two paths compute the same function:
 - ``reference``: builds Delta^T with conv_transpose2d (any stride <= kernel), as the authors do.
-- ``fast`` (stride == kernel): Delta^T = kron(a^T b^T, C) = kron(a^T, I_d) @ kron(b^T, C), so
-  ``x @ Delta^T`` is two skinny matrix products with an (n_in x k*d) and a (k*d x n_out) factor,
+- ``fast`` (stride == kernel): Delta^T = kron(a^T b^T, C) = kron(a, I_d)^T @ kron(b^T, C), so
+  ``x @ Delta^T`` is two skinny matrix products with a (k*d x n_in) and a (k*d x n_out) factor,
   built once per call from a, b and C: k * d * (n_in + n_out) multiply-adds per token, no
-  n_in x n_out matrix. ``SkinnyChain`` saves only x and the two factors for backward and
-  recomputes the (tokens x k*d) hidden there, so activation memory is below LoRA's (which keeps
-  its tokens x r hidden); it never copies x.
+  n_in x n_out matrix. ``FastUpdate`` saves only x, a, b and C for backward and recomputes the
+  factors and the (tokens x k*d) hidden there, so its activation memory is below LoRA's (which
+  keeps its tokens x r hidden and scaled B); it never copies x.
 """
 
 from __future__ import annotations
@@ -46,42 +46,67 @@ def kron(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     return (left[:, None, :, None] * right[None, :, None, :]).reshape(p * r, q * s)
 
 
-class SkinnyChain(torch.autograd.Function):
-    """``act(x @ first) @ second`` (act: identity or ReLU) for skinny factors (n_in x m and
-    m x n_out, m small). Backward recomputes the (tokens x m) hidden from x instead of saving it
-    and uses only 2-D matrix products on views of x and the output gradient (no copies)."""
+def kron_factors(
+    a: torch.Tensor, b: torch.Tensor, kernel: torch.Tensor, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """down = kron(a, I_d) (k*d x n_in) and up = scale * kron(b^T, C) (k*d x n_out), with
+    down^T @ up = scale * kron(a^T b^T, C) = scale * Delta^T (stride == kernel)."""
+    eye = torch.eye(kernel.shape[0], device=a.device, dtype=a.dtype)
+    return kron(a, eye), kron(b.T * scale, kernel)
+
+
+class FastUpdate(torch.autograd.Function):
+    """``act(x @ down^T) @ up`` (act: identity or ReLU) with the factors of ``kron_factors``.
+
+    Only x, a, b and C are saved: backward rebuilds the small factors and recomputes the
+    (tokens x k*d) hidden from x, so no activation beyond x is kept. Every product is a 2-D GEMM
+    on views of x and of the output gradient (no copies), with the token axis as the row or the
+    contraction axis and the small factor row-major: the orientations BLAS runs fastest for
+    skinny operands on CPU. The factor gradients are folded back onto a, b and C with small
+    broadcast products and sums."""
 
     @staticmethod
     def forward(
         ctx: torch.autograd.function.FunctionCtx,
         x: torch.Tensor,
-        first: torch.Tensor,
-        second: torch.Tensor,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        kernel: torch.Tensor,
+        scale: float,
         relu: bool,
     ) -> torch.Tensor:
-        hidden = x.reshape(-1, x.shape[-1]) @ first
+        down, up = kron_factors(a, b, kernel, scale)
+        hidden = F.linear(x.reshape(-1, x.shape[-1]), down)
         if relu:
             hidden = hidden.relu_()
-        ctx.save_for_backward(x, first, second)
-        ctx.relu = relu
-        return (hidden @ second).view(*x.shape[:-1], second.shape[1])
+        ctx.save_for_backward(x, a, b, kernel)
+        ctx.scale, ctx.relu = scale, relu
+        return (hidden @ up).view(*x.shape[:-1], up.shape[1])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(
         ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
-    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, None]:
-        x, first, second = ctx.saved_tensors
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor, None, None]:
+        x, a, b, kernel = ctx.saved_tensors
+        down, up = kron_factors(a, b, kernel, ctx.scale)
         x2d, grad2d = x.reshape(-1, x.shape[-1]), grad_out.reshape(-1, grad_out.shape[-1])
-        hidden = x2d @ first
-        grad_hidden = grad2d @ second.T
+        hidden = F.linear(x2d, down)
+        grad_hidden = F.linear(grad2d, up)
         if ctx.relu:
             grad_hidden = grad_hidden.mul_(hidden > 0)
             hidden = hidden.relu_()
-        grad_second = hidden.T @ grad2d
-        grad_first = x2d.T @ grad_hidden
-        grad_x = (grad_hidden @ first.T).view(x.shape) if ctx.needs_input_grad[0] else None
-        return grad_x, grad_first, grad_second, None
+        grad_x = None
+        if ctx.needs_input_grad[0]:  # matmul on the 3-D view: a fresh tensor autograd can add into
+            grad_x = torch.matmul(grad_hidden.view(*x.shape[:-1], -1), down)
+        k, d = a.shape[0], kernel.shape[0]
+        # down[j*d + e, i*d + f] = a[j, i] [e == f]; up[j*d + e, i*d + f] = s * b[i, j] C[e, f]
+        grad_down = (grad_hidden.T @ x2d).view(k, d, -1, d)  # [j, e, i, f]
+        grad_up = (hidden.T @ grad2d).view(k, d, -1, d)
+        grad_a = grad_down.diagonal(dim1=1, dim2=3).sum(-1)
+        grad_b = (grad_up * kernel[:, None, :]).sum((1, 3)).T * ctx.scale
+        grad_kernel = (grad_up * b.T[:, None, :, None]).sum((0, 2)) * ctx.scale
+        return grad_x, grad_a, grad_b, grad_kernel, None, None
 
 
 class DcftLinear(LinearAdapter):
@@ -153,16 +178,9 @@ class DcftLinear(LinearAdapter):
     def update(self, x: torch.Tensor) -> torch.Tensor:
         if not self.fast:
             return (x @ self.delta_transposed()) * self.scale
-        first, second = self.skinny_factors()
-        return SkinnyChain.apply(x, first, second, self.constraint == "mpc_n")
-
-    def skinny_factors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """kron(a^T, I_d) (n_in x k*d) and scale * kron(b^T, C) (k*d x n_out), whose product is
-        scale * Delta^T (stride == kernel)."""
-        eye = torch.eye(self.kernel_size, device=self.dcft_a.device, dtype=self.dcft_a.dtype)
-        first = kron(self.dcft_a.T, eye)
-        second = kron(self.dcft_b.T * self.scale, self.dcft_kernel)
-        return first, second
+        return FastUpdate.apply(
+            x, self.dcft_a, self.dcft_b, self.dcft_kernel, self.scale, self.constraint == "mpc_n"
+        )
 
     def regularizer_terms(self) -> list[torch.Tensor]:
         return constraint_terms(self.constraint, self.dcft_a, self.dcft_b)

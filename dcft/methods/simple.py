@@ -1,4 +1,4 @@
-"""Methods that only choose which backbone tensors train: full fine-tuning and BitFit."""
+"""Methods that only choose which backbone tensors train: full fine-tuning, BitFit, head only."""
 
 from __future__ import annotations
 
@@ -19,3 +19,9 @@ class BitFit(Method):
 
     def trains_backbone_parameter(self, name: str) -> bool:
         return name.endswith("bias")
+
+
+@register("head")
+class HeadOnly(Method):
+    """Only the task head (classifier, pooler, QA outputs) trains: the floor every PEFT method
+    should beat, and the baseline of the real-data test."""

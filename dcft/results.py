@@ -1,0 +1,317 @@
+"""Result records: one self-describing JSON file per run, at a path keyed by the run's identity.
+
+``<results_dir>/<model>/<task>/<method-slug>/seed<seed>-<hash8>.json``: the slug names the
+method and its notable options, ``hash8`` is the first 8 hex digits of the sha256 of every
+resolved setting that can change the result apart from the seed (the config minus seed, logger,
+paths and pure logging knobs), so the seeds of one configuration share it. The experiment is not
+part of the path: a run that two tables need (Table 4's d = 8 is Table 1's DCFT) is trained once.
+A record is written atomically, so a killed run leaves either the old record or none, never half
+of one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import re
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from dcft.methods.registry import build_options, get_method
+
+SCHEMA = "dcft-run/1"
+STATUSES = ("finished", "failed")
+
+# Top-level keys that name places or trackers, never the result; the seed has its own path
+# field. `experiment` only names the sweep that asked for the run; `hparams` holds lookup tables (conf/hparams, conf/experiment) whose chosen values land in
+# trainer.*, task.*, model.*, method.options.*, which are hashed.
+_UNHASHED_KEYS = (
+    "hydra",
+    "logger",
+    "results_dir",
+    "outputs_dir",
+    "run_dir",
+    "experiment",
+    "hparams",
+    "seed",
+)
+# Keys within groups that only change where things go or how much is printed.
+_UNHASHED_NESTED = {
+    "data": ("dir",),
+    "trainer": (
+        "logging_steps",
+        "dataloader_workers",
+        "save_checkpoints",
+        "save_steps",
+        "save_total_limit",
+    ),
+}
+# Options always shown in the slug (even at their default), with their short names.
+_SLUG_KEYS = {
+    "dcft": ("kernel", "stride"),
+    "lora": ("r",),
+    "lorafa": ("r",),
+    "sora": ("r",),
+    "hadapter": ("bottleneck",),
+    "padapter": ("bottleneck",),
+}
+_SHORT = {"kernel": "k", "stride": "s", "bottleneck": "m"}
+# Strengths tuned per task like the learning rate (conf/hparams sets DCFT's alpha and gamma per
+# task): kept out of the slug, so one table row holds every task; the hash still tells them apart.
+_TUNED_PER_TASK = ("alpha", "gamma")
+_PACKAGES = (
+    "dcft",
+    "torch",
+    "transformers",
+    "datasets",
+    "accelerate",
+    "safetensors",
+    "hydra-core",
+    "omegaconf",
+    "wandb",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+)
+
+
+class CorruptRecordError(RuntimeError):
+    """An existing record cannot be read; it is left untouched for a human to look at."""
+
+
+def resolved_options(method: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The method's full option set as it will run (defaults filled in, e.g. stride = kernel)."""
+    method_cls = get_method(method)
+    return build_options(method_cls, dict(options)).to_dict()
+
+
+def _default_options(method: str) -> dict[str, Any]:
+    return resolved_options(method, {})
+
+
+def _slug_part(key: str, value: Any) -> str:
+    if isinstance(value, float):
+        text = f"{value:g}"
+    elif isinstance(value, (list, tuple)):
+        text = "_".join(map(str, value))
+    else:
+        text = str(value)
+    if key in _SHORT:
+        part = f"{_SHORT[key]}{text}"
+    elif isinstance(value, (str, list, tuple)):
+        part = f"{key}_{text}"
+    else:
+        part = f"{key}{text}"
+    return "".join(c if c.isalnum() or c in "._" else "_" for c in part)
+
+
+def method_slug(method: str, options: Mapping[str, Any]) -> str:
+    """``dcft-k8-s8``, ``lora-r1``, ``dcft-k8-s8-init_lora``: the method, its key options and
+    every option that differs from the method's default, except per-task strengths."""
+    resolved = resolved_options(method, options)
+    defaults = _default_options(method)
+    keys = list(_SLUG_KEYS.get(method, ()))
+    keys += [
+        k
+        for k in resolved
+        if k not in keys and k not in _TUNED_PER_TASK and resolved[k] != defaults.get(k)
+    ]
+    return "-".join([method, *(_slug_part(k, resolved[k]) for k in keys)])
+
+
+def hashed_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved settings that can change a run's result, the seed aside (what
+    ``hparams_hash`` digests)."""
+    kept = [k for k in cfg if k not in ("hydra", "logger", "run_dir")]
+    resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, kept), resolve=True)
+    for key in _UNHASHED_KEYS:
+        resolved.pop(key, None)
+    for group, keys in _UNHASHED_NESTED.items():
+        for key in keys:
+            resolved.get(group, {}).pop(key, None)
+    method = resolved.get("method", {})
+    if "name" in method:
+        method["options"] = resolved_options(method["name"], method.get("options") or {})
+    return resolved
+
+
+def hparams_hash(cfg: DictConfig) -> str:
+    canonical = json.dumps(hashed_config(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Everything that names a run: its record path and its W&B id derive from this."""
+
+    experiment: str
+    model: str
+    task: str
+    method: str
+    method_slug: str
+    options: dict[str, Any]
+    seed: int
+    hparams_hash: str
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> RunIdentity:
+        options = OmegaConf.to_container(cfg.method.options, resolve=True) or {}
+        return cls(
+            experiment=str(cfg.experiment),
+            model=str(cfg.model.name),
+            task=str(cfg.task.name),
+            method=str(cfg.method.name),
+            method_slug=method_slug(cfg.method.name, options),
+            options=resolved_options(cfg.method.name, options),
+            seed=int(cfg.seed),
+            hparams_hash=hparams_hash(cfg),
+        )
+
+    def record_path(self, results_dir: str | Path) -> Path:
+        return (
+            Path(results_dir)
+            / self.model
+            / self.task
+            / self.method_slug
+            / f"seed{self.seed}-{self.hparams_hash}.json"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The record at ``path``, or None if there is none; unreadable -> ``CorruptRecordError``."""
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CorruptRecordError(
+            f"result record {path} is corrupt ({err}); it was left untouched: inspect or delete it"
+        ) from err
+    if not isinstance(record, dict) or record.get("status") not in STATUSES:
+        raise CorruptRecordError(
+            f"result record {path} is not a dcft run record (status must be one of {STATUSES}); "
+            "it was left untouched: inspect or delete it"
+        )
+    return record
+
+
+def write_json(path: Path, record: Any) -> Path:
+    """Write ``record`` (a run record, predictions) as JSON atomically: a temp file in the same
+    folder, then ``os.replace``; an interrupted write leaves the previous file (or none)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(record, handle, indent=2, sort_keys=False, allow_nan=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def summarize(
+    evaluations: Sequence[Mapping[str, Any]], split: str, metric: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(best, last) evaluation; best = highest ``metric`` on ``split`` (the earliest on ties).
+    Every GLUE/SQuAD main metric is higher-is-better."""
+    scored = [e for e in evaluations if metric in e["metrics"].get(split, {})]
+    if not scored:
+        return None, (dict(evaluations[-1]) if evaluations else None)
+    best = max(scored, key=lambda e: (e["metrics"][split][metric], -e["step"]))
+    return dict(best), dict(evaluations[-1])
+
+
+def git_sha(directory: Path | None = None) -> str | None:
+    directory = directory or Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _source_tree_version() -> str | None:
+    """dcft's version from pyproject.toml when it runs from a source tree it was not installed
+    from."""
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    try:
+        found = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(), re.MULTILINE)
+    except OSError:
+        return None
+    return found.group(1) if found else None
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = _source_tree_version() if name == "dcft" else None
+    return versions
+
+
+def environment() -> dict[str, Any]:
+    """Versions, git sha and device: no environment variables (they may hold secrets)."""
+    cuda = torch.cuda.is_available()
+    return {
+        "packages": package_versions(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_sha": git_sha(),
+        "device": "cuda" if cuda else "cpu",
+        "gpu_name": torch.cuda.get_device_name(0) if cuda else None,
+        "device_count": torch.cuda.device_count() if cuda else 0,
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def make_record(
+    identity: RunIdentity,
+    config: Mapping[str, Any],
+    status: str,
+    *,
+    failure: str | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A record: schema, status, identity, config, environment, then the run's ``fields``
+    (evaluations, best, last, parameters, timing, memory, adapter, ...)."""
+    if status not in STATUSES:
+        raise ValueError(f"unknown record status {status!r}; valid: {', '.join(STATUSES)}")
+    return {
+        "schema": SCHEMA,
+        "harness_version": package_versions()["dcft"],
+        "status": status,
+        "failure_reason": failure,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "identity": identity.to_dict(),
+        "config": dict(config),
+        "environment": environment(),
+        **fields,
+    }

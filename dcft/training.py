@@ -1,0 +1,460 @@
+"""Fine-tuning with transformers.Trainer, changed only where the methods need it.
+
+- the loss gains the method's regulariser (``dcft.regularizer``); a NaN/inf training loss stops
+  the run with ``NonFiniteLossError``;
+- AdamW is built here so that the method's auxiliary parameters (SoRA's gates) stay out of it;
+  their own optimiser steps right after every main step (``AuxiliaryOptimizerCallback``);
+- evaluation runs the task's scorer on every eval split (GLUE metrics; SQuAD post-processing then
+  EM/F1), optionally with the updates merged into the weights;
+- ``StepTimer`` times every optimiser step.
+Everything else (schedule, clipping, mixed precision, DDP, checkpoints) is the Trainer's own.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from transformers import (
+    DataCollatorWithPadding,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+from transformers.trainer_utils import speed_metrics
+
+from dcft.data import (
+    get_task,
+    postprocess_squad_predictions,
+    tokenize_glue,
+    tokenize_squad,
+)
+from dcft.methods import applied_method, merged, regularizer
+from dcft.metrics import glue_metrics, squad_metrics
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+EVAL_STRATEGIES = ("epoch", "steps")
+AUXILIARY_STATE = "auxiliary_optimizer.pt"
+_SPEED_KEYS = ("runtime", "samples_per_second", "steps_per_second")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or inf; the runner records the run as failed."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: raw splits -> model features, and the scorer that turns predictions into metrics.
+
+
+@dataclass
+class TaskData:
+    """Tokenised train set, eval features per split (model inputs; extra columns are dropped by
+    the Trainer) and, for SQuAD, the raw eval examples that post-processing needs."""
+
+    train: datasets.Dataset
+    eval: dict[str, datasets.Dataset]
+    eval_examples: dict[str, datasets.Dataset] = field(default_factory=dict)
+
+
+def prepare_data(
+    task: DictConfig, raw: Mapping[str, datasets.Dataset], tokenizer: PreTrainedTokenizerBase
+) -> TaskData:
+    spec = get_task(task.name)
+    evals = [s for s in spec.eval_splits if s in raw]
+    if spec.kind == "glue":
+        return TaskData(
+            train=tokenize_glue(raw["train"], spec.name, tokenizer, task.max_length),
+            eval={s: tokenize_glue(raw[s], spec.name, tokenizer, task.max_length) for s in evals},
+        )
+    window = {"max_length": task.max_length, "doc_stride": task.doc_stride}
+    return TaskData(
+        train=tokenize_squad(raw["train"], tokenizer, **window, train=True),
+        eval={s: tokenize_squad(raw[s], tokenizer, **window, train=False) for s in evals},
+        eval_examples={s: raw[s] for s in evals},
+    )
+
+
+class Scorer:
+    """Metrics of one eval split from the Trainer's predictions; keeps the last predictions of
+    every split (JSON-ready) so the record's numbers can be recomputed independently."""
+
+    def __init__(self, task: DictConfig, data: TaskData) -> None:
+        self.task = task
+        self.spec = get_task(task.name)
+        self.data = data
+        self.predictions: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, split: str, predictions: Any, label_ids: Any) -> dict[str, float]:
+        if self.spec.kind == "glue":
+            return self._glue(split, np.asarray(predictions), np.asarray(label_ids))
+        return self._squad(split, predictions)
+
+    def _glue(self, split: str, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        # float64 so that the saved predictions reproduce the metrics exactly
+        preds = (
+            logits.reshape(-1).astype(np.float64)
+            if self.spec.is_regression
+            else logits.argmax(axis=-1)
+        )
+        self.predictions[split] = {"predictions": preds.tolist(), "labels": labels.tolist()}
+        return glue_metrics(self.spec.name, preds, labels)
+
+    def _squad(self, split: str, logits: Sequence[np.ndarray]) -> dict[str, float]:
+        start, end = logits
+        version_2 = self.spec.name == "squad_v2"
+        examples = self.data.eval_examples[split]
+        answers = postprocess_squad_predictions(
+            examples,
+            self.data.eval[split],
+            start,
+            end,
+            n_best_size=self.task.n_best_size,
+            max_answer_length=self.task.max_answer_length,
+            version_2=version_2,
+            null_score_diff_threshold=self.task.null_score_diff_threshold,
+        )
+        self.predictions[split] = {"predictions": answers}
+        return squad_metrics(answers, examples, version_2=version_2)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Trainer subclass and its callbacks.
+
+
+class DcftTrainer(Trainer):
+    def __init__(self, *args: Any, scorer: Scorer, merged_eval: bool = False, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.scorer = scorer
+        self.merged_eval = merged_eval
+        # Per-batch mean losses, divided by the accumulation steps by the Trainer: the regulariser
+        # added in compute_loss is then scaled exactly like the task loss.
+        self.model_accepts_loss_kwargs = False
+
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        """AdamW over the trainable parameters minus the method's auxiliary ones; weight decay on
+        everything but biases and LayerNorm tensors."""
+        if self.optimizer is None:
+            model = self.model if model is None else model
+            method = applied_method(model)
+            auxiliary = {id(p) for p in method.auxiliary_parameters(model)} if method else set()
+            decay = set(self.get_decay_parameter_names(model))
+            params = [
+                (n, p)
+                for n, p in model.named_parameters()
+                if p.requires_grad and id(p) not in auxiliary
+            ]
+            groups = [
+                {
+                    "params": [p for n, p in params if n in decay],
+                    "weight_decay": self.args.weight_decay,
+                },
+                {"params": [p for n, p in params if n not in decay], "weight_decay": 0.0},
+            ]
+            self.optimizer = torch.optim.AdamW(
+                [g for g in groups if g["params"]],
+                lr=self.args.learning_rate,
+                betas=(self.args.adam_beta1, self.args.adam_beta2),
+                eps=self.args.adam_epsilon,
+            )
+        return self.optimizer
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        loss, outputs = super().compute_loss(
+            model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+        )
+        if model.training:
+            extra = regularizer(self.accelerator.unwrap_model(model))
+            if extra is not None:
+                loss = loss + extra
+            if not torch.isfinite(loss.detach()).all():
+                raise NonFiniteLossError(
+                    f"training loss is {loss.detach().float().mean().item()} at optimiser step "
+                    f"{self.state.global_step + 1} (learning rate {self._get_learning_rate():.3g})"
+                )
+        return (loss, outputs) if return_outputs else loss
+
+    def evaluate(
+        self,
+        eval_dataset: datasets.Dataset | dict[str, datasets.Dataset] | str | None = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> dict[str, float]:
+        """One split at a time (the base class loops over a dict and calls back here with
+        ``metric_key_prefix = eval_<split>``); metrics come from the scorer, not
+        ``compute_metrics``, because SQuAD has no labels to hand to it."""
+        target = self.eval_dataset if eval_dataset is None else eval_dataset
+        if isinstance(target, dict):
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        split = metric_key_prefix.removeprefix("eval_")
+        start = time.time()
+        context = merged(self.model) if self.merged_eval else nullcontext()
+        with context:
+            output = self.evaluation_loop(
+                self.get_eval_dataloader(target),
+                description=f"Evaluation ({split})",
+                prediction_loss_only=False,
+                ignore_keys=ignore_keys,
+                metric_key_prefix=metric_key_prefix,
+            )
+        metrics = dict(output.metrics)
+        scores = self.scorer(split, output.predictions, output.label_ids)
+        metrics.update({f"{metric_key_prefix}_{k}": v for k, v in scores.items()})
+        batches = math.ceil(output.num_samples / self.args.eval_batch_size)
+        metrics.update(speed_metrics(metric_key_prefix, start, output.num_samples, batches))
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(
+            self.args, self.state, self.control, metrics
+        )
+        return metrics
+
+
+class StepTimer(TrainerCallback):
+    """Wall time of every optimiser step (forward, backward, clip, step), evaluation excluded."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._start: float | None = None
+
+    @staticmethod
+    def _now() -> float:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._start = self._now()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._start is not None:
+            self.times.append(self._now() - self._start)
+            self._start = None
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.times) if self.times else None
+
+
+class AuxiliaryOptimizerCallback(TrainerCallback):
+    """Steps the method's auxiliary optimiser (SoRA's proximal SparseAdamW) right after each main
+    optimiser step, i.e. once per accumulated batch, before the Trainer zeroes the gradients.
+    Its state goes into every checkpoint so that a resumed run continues it."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if checkpoint.is_dir():
+            torch.save(self.optimizer.state_dict(), checkpoint / AUXILIARY_STATE)
+
+    def load(self, checkpoint: Path) -> None:
+        path = checkpoint / AUXILIARY_STATE
+        if path.exists():
+            self.optimizer.load_state_dict(torch.load(path, weights_only=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings, fitting, and what a run reports.
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto``: bf16 on a CUDA device that supports it, else fp16 on CUDA, fp32 on CPU."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if not torch.cuda.is_available():
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def training_arguments(
+    trainer: DictConfig, output_dir: Path, seed: int, report_to: list[str], run_name: str
+) -> TrainingArguments:
+    if trainer.eval_strategy not in EVAL_STRATEGIES:
+        raise ValueError(
+            f"unknown trainer.eval_strategy {trainer.eval_strategy!r}; "
+            f"valid: {', '.join(EVAL_STRATEGIES)}"
+        )
+    if not 0 <= trainer.warmup_ratio < 1:
+        raise ValueError(f"trainer.warmup_ratio must be in [0, 1), got {trainer.warmup_ratio}")
+    precision = resolve_precision(trainer.precision)
+    eval_steps = trainer.eval_steps or trainer.logging_steps
+    if not trainer.save_checkpoints:
+        save = {"save_strategy": "no"}
+    elif trainer.save_steps:
+        save = {"save_strategy": "steps", "save_steps": trainer.save_steps}
+    else:
+        save = {"save_strategy": trainer.eval_strategy, "save_steps": eval_steps}
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=trainer.batch_size,
+        per_device_eval_batch_size=trainer.eval_batch_size,
+        gradient_accumulation_steps=trainer.gradient_accumulation_steps,
+        num_train_epochs=trainer.num_epochs,
+        max_steps=trainer.max_steps,
+        learning_rate=trainer.learning_rate,
+        lr_scheduler_type=trainer.lr_scheduler,
+        warmup_steps=trainer.warmup_steps if trainer.warmup_steps > 0 else trainer.warmup_ratio,
+        weight_decay=trainer.weight_decay,
+        adam_beta1=0.9,
+        adam_beta2=0.999,
+        adam_epsilon=1e-8,
+        max_grad_norm=trainer.max_grad_norm,
+        eval_strategy=trainer.eval_strategy,
+        eval_steps=eval_steps,
+        logging_strategy="steps",
+        logging_steps=trainer.logging_steps,
+        logging_nan_inf_filter=False,
+        save_total_limit=trainer.save_total_limit,
+        **save,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        seed=seed,
+        dataloader_num_workers=trainer.dataloader_workers,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        report_to=report_to,
+        run_name=run_name,
+    )
+
+
+def evaluations_from_history(
+    log_history: Sequence[Mapping[str, Any]], splits: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The Trainer's log history -> one entry per evaluation step:
+    ``{"step", "epoch", "metrics": {split: {metric: value}}}`` (timing keys dropped)."""
+    by_step: dict[int, dict[str, Any]] = {}
+    ordered = sorted(splits, key=len, reverse=True)  # longest prefix first
+    for entry in log_history:
+        for key, value in entry.items():
+            split = next((s for s in ordered if key.startswith(f"eval_{s}_")), None)
+            if split is None:
+                continue
+            metric = key.removeprefix(f"eval_{split}_")
+            if metric in _SPEED_KEYS:
+                continue
+            evaluation = by_step.setdefault(
+                entry["step"], {"step": entry["step"], "epoch": entry.get("epoch"), "metrics": {}}
+            )
+            evaluation["metrics"].setdefault(split, {})[metric] = value
+    return [by_step[step] for step in sorted(by_step)]
+
+
+def loss_history(log_history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The training loss the Trainer logged every ``logging_steps``: ``[{"step", "epoch",
+    "loss"}]`` (the curves of the paper's Figure 3)."""
+    return [
+        {"step": e["step"], "epoch": e.get("epoch"), "loss": e["loss"]}
+        for e in log_history
+        if "loss" in e
+    ]
+
+
+def peak_memory() -> dict[str, Any]:
+    if torch.cuda.is_available():
+        return {"kind": "cuda_max_memory_allocated", "bytes": torch.cuda.max_memory_allocated()}
+    # Linux reports ru_maxrss in KiB.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"kind": "process_max_rss", "bytes": rss}
+
+
+@dataclass
+class FitResult:
+    evaluations: list[dict[str, Any]]
+    loss_history: list[dict[str, Any]]
+    predictions: dict[str, dict[str, Any]]
+    train_wall_time_s: float
+    median_step_time_s: float | None
+    optimizer_steps: int
+    train_samples_per_second: float | None
+    resumed_from_step: int | None
+
+
+def fit(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    data: TaskData,
+    cfg: DictConfig,
+    *,
+    output_dir: Path,
+    report_to: list[str],
+    run_name: str,
+    resume_from: Path | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> FitResult:
+    """Train ``model`` (a method already applied) and evaluate it on the schedule; evaluates once
+    more at the end if the last step was not evaluated."""
+    args = training_arguments(cfg.trainer, output_dir, int(cfg.seed), report_to, run_name)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    timer = StepTimer()
+    method = applied_method(model)
+    auxiliary = method.auxiliary_optimizer(model, args.learning_rate) if method else None
+    extra: list[TrainerCallback] = [timer, *callbacks]
+    if auxiliary is not None:
+        if args.fp16:
+            raise ValueError(
+                f"method {method.name!r} has an auxiliary optimiser, which does not see fp16 "
+                "loss scaling: use trainer.precision=bf16 or fp32"
+            )
+        aux_callback = AuxiliaryOptimizerCallback(auxiliary)
+        if resume_from is not None:
+            aux_callback.load(resume_from)
+        extra.append(aux_callback)
+    scorer = Scorer(cfg.task, data)
+    trainer = DcftTrainer(
+        model=model,
+        args=args,
+        train_dataset=data.train,
+        eval_dataset=data.eval,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        callbacks=extra,
+        scorer=scorer,
+        merged_eval=bool(cfg.trainer.merged_eval),
+    )
+    start = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    wall = time.perf_counter() - start
+    evaluations = evaluations_from_history(trainer.state.log_history, list(data.eval))
+    evaluated_last = bool(evaluations) and evaluations[-1]["step"] == trainer.state.global_step
+    if not evaluated_last or set(scorer.predictions) != set(data.eval):
+        trainer.evaluate()
+        evaluations = evaluations_from_history(trainer.state.log_history, list(data.eval))
+    return FitResult(
+        evaluations=evaluations,
+        loss_history=loss_history(trainer.state.log_history),
+        predictions=scorer.predictions,
+        train_wall_time_s=wall,
+        median_step_time_s=timer.median,
+        optimizer_steps=trainer.state.global_step,
+        train_samples_per_second=output.metrics.get("train_samples_per_second"),
+        resumed_from_step=_checkpoint_step(resume_from),
+    )
+
+
+def _checkpoint_step(checkpoint: Path | None) -> int | None:
+    return int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else None

@@ -1,0 +1,104 @@
+"""notebooks/delta_w.ipynb runs top to bottom on adapters laid out as real runs leave them."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+from nbclient import NotebookClient
+
+import dcft
+from dcft.models import build_model
+from dcft.results import RunIdentity, make_record, method_slug, resolved_options, write_json
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "delta_w.ipynb"
+# (method, options): several DCFT kernels and strides (tiny-bert: 48 -> 96) and LoRA.
+SETTINGS = (
+    ("dcft", {"kernel": 2}),
+    ("dcft", {"kernel": 6}),
+    ("dcft", {"kernel": 8}),
+    ("dcft", {"kernel": 8, "stride": 4}),
+    ("dcft", {"kernel": 8, "stride": 2}),
+    ("lora", {"r": 2}),
+)
+
+
+def write_adapters(tmp_path: Path) -> Path:
+    """Adapters at ``outputs/<exp>/<model>/<task>/<slug>/seed0-<hash>/adapter.safetensors`` and
+    their records at ``results/runs/...json`` (whose ``adapter.path`` names the file), as
+    dcft.train writes them; returns the results folder."""
+    runs = tmp_path / "results" / "runs"
+    for i, (method, options) in enumerate(SETTINGS):
+        torch.manual_seed(i)
+        model = build_model("config", "tiny-bert", task_kind="classification", num_labels=2)
+        dcft.apply_method(model, method, **options)
+        with torch.no_grad():  # stand-in for training: move every adapter tensor off its init
+            for name, param in model.named_parameters():
+                if param.requires_grad and ("dcft_" in name or "lora_" in name):
+                    param.add_(0.05 * torch.randn_like(param))
+        identity = RunIdentity(
+            experiment="default",
+            model="tiny-bert",
+            task="sst2",
+            method=method,
+            method_slug=method_slug(method, options),
+            options=resolved_options(method, options),
+            seed=0,
+            hparams_hash=f"{i:08x}",
+        )
+        run_dir = (
+            tmp_path / "outputs" / "default" / "tiny-bert" / "sst2" / identity.method_slug
+            / f"seed0-{identity.hparams_hash}"
+        )  # fmt: skip
+        adapter = dcft.save_adapter(model, run_dir / "adapter.safetensors")
+        record = make_record(
+            identity,
+            {"seed": 0},
+            "finished",
+            adapter={"path": str(adapter), "size_bytes": adapter.stat().st_size},
+            run_dir=str(run_dir),
+        )
+        write_json(identity.record_path(runs), record)
+    (runs / "broken.json").write_text("{", encoding="utf-8")  # skipped, not fatal
+    return runs
+
+
+def run_notebook(folder: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("DCFT_NOTEBOOK_RUNS", str(folder))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    start = time.perf_counter()
+    client = NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},  # as Jupyter runs it
+    )
+    client.execute()
+    assert time.perf_counter() - start < 60
+    return "\n".join(
+        output.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+    )
+
+
+@pytest.mark.slow
+def test_notebook_runs_on_trained_adapters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = run_notebook(write_adapters(tmp_path), monkeypatch)
+    assert "Found 6 adapters (5 DCFT, 1 LoRA)" in text
+    for name in ("DCFT d=2 s=2", "DCFT d=6 s=6", "DCFT d=8 s=4", "DCFT d=8 s=2", "lora r=2"):
+        assert name in text
+    assert "Spectrum finding: " in text and "not computed" not in text
+    assert "numerical rank    8 of 48" in text  # s = d = 8: rank(F ⊗ C) <= d
+
+
+@pytest.mark.slow
+def test_notebook_says_when_no_adapters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = run_notebook(tmp_path, monkeypatch)
+    assert "No DCFT/LoRA adapters found" in text
+    assert "Spectrum finding: not computed (no DCFT adapters found)." in text

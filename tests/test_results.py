@@ -1,0 +1,152 @@
+"""Result records: identity, slug and hash, atomic writes, corrupt records, failed runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import dcft.results
+from dcft.results import (
+    CorruptRecordError,
+    RunIdentity,
+    hparams_hash,
+    method_slug,
+    read_record,
+    summarize,
+    write_json,
+)
+from dcft.train import run
+from tests.conftest import FAST, compose_config, place, records
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "slug"),
+    [
+        ("dcft", {}, "dcft-k8-s8"),
+        ("dcft", {"kernel": 2}, "dcft-k2-s2"),
+        ("dcft", {"kernel": 8, "stride": 8}, "dcft-k8-s8"),
+        ("dcft", {"stride": 4, "init": "lora"}, "dcft-k8-s4-init_lora"),
+        ("dcft", {"alpha": 32.0, "gamma": 0.3}, "dcft-k8-s8"),
+        ("dcft", {"init": "lora", "constraint": "none"}, "dcft-k8-s8-init_lora-constraint_none"),
+        ("lora", {}, "lora-r1"),
+        ("lora", {"r": 8, "targets": ["q", "v"]}, "lora-r8-targets_q_v"),
+        ("hadapter", {}, "hadapter-m8"),
+        ("bitfit", {}, "bitfit"),
+        ("sora", {"xi": 1e-4}, "sora-r8-xi0.0001"),
+    ],
+)
+def test_method_slug(method, options, slug):
+    assert method_slug(method, options) == slug
+
+
+def test_unknown_method_names_the_choices():
+    with pytest.raises(ValueError, match=r"valid methods: .*dcft"):
+        method_slug("no-such-method", {})
+
+
+def test_hash_covers_hyperparameters_not_places():
+    base = compose_config([])
+    assert hparams_hash(base) == hparams_hash(compose_config([]))
+    for same in (
+        "results_dir=/elsewhere",
+        "outputs_dir=/x",
+        "data.dir=/d",
+        "logger=none",
+        "trainer.logging_steps=1",
+        "method.options.stride=8",
+    ):
+        assert hparams_hash(compose_config([same])) == hparams_hash(base), same
+    assert hparams_hash(compose_config(["seed=1"])) == hparams_hash(base)  # seeds share it
+    for different in (
+        "trainer.learning_rate=0.5",
+        "task.max_length=32",
+        "model.cls_dropout=0.1",
+        "method.options.init=lora",
+        "data.max_train_samples=9",
+        "model=tiny-roberta",
+    ):
+        assert hparams_hash(compose_config([different])) != hparams_hash(base), different
+
+
+def test_record_path_is_keyed_by_identity(tmp_path):
+    cfg = compose_config(
+        ["model=tiny-deberta", "task=rte", "method=lora", "seed=3", *place(tmp_path, "d")]
+    )
+    identity = RunIdentity.from_config(cfg)
+    path = identity.record_path(cfg.results_dir)
+    expected = tmp_path / "results/tiny-deberta/rte/lora-r1" / f"seed3-{identity.hparams_hash}.json"
+    assert path == expected
+    # The experiment that asks for a run does not change where it lands: tables share runs.
+    cfg.experiment = "table4"
+    assert RunIdentity.from_config(cfg).record_path(cfg.results_dir) == path
+
+
+def test_atomic_write_leaves_old_record_or_none(tmp_path, monkeypatch):
+    path = tmp_path / "runs" / "seed0-abc.json"
+
+    def dump_half_then_die(obj, handle, **kwargs):
+        handle.write('{"status": "fini')
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dcft.results.json, "dump", dump_half_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        write_json(path, {"status": "finished"})
+    assert list(path.parent.iterdir()) == []  # no record, no temp file
+
+    monkeypatch.undo()
+    write_json(path, {"status": "finished", "n": 1})
+    monkeypatch.setattr(dcft.results.json, "dump", dump_half_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        write_json(path, {"status": "finished", "n": 2})
+    assert json.loads(path.read_text()) == {"status": "finished", "n": 1}
+    assert list(path.parent.iterdir()) == [path]
+
+
+def test_corrupt_record_is_named_and_left_untouched(tmp_path, tiny_data):
+    cfg = compose_config(["task=rte", *FAST, *place(tmp_path, tiny_data)])
+    path = RunIdentity.from_config(cfg).record_path(cfg.results_dir)
+    path.parent.mkdir(parents=True)
+    path.write_text('{"status": "finished", "evalua')
+    with pytest.raises(CorruptRecordError, match=str(path)):
+        run(cfg)
+    assert path.read_text() == '{"status": "finished", "evalua'
+    path.write_text('{"something": "else"}')
+    with pytest.raises(CorruptRecordError, match="not a dcft run record"):
+        read_record(path)
+
+
+def test_nan_loss_is_recorded_as_failed(tmp_path, tiny_data):
+    cfg = compose_config(
+        ["task=sst2", *FAST, "trainer.learning_rate=1e30", *place(tmp_path, tiny_data)]
+    )
+    record = run(cfg)
+    assert record["status"] == "failed"
+    assert "training loss is" in record["failure_reason"]
+    assert any(word in record["failure_reason"] for word in ("nan", "inf"))
+    (path,) = records(tmp_path / "results")
+    assert json.loads(path.read_text()) == record
+    assert "evaluations" not in record and record["parameters"]["paper"] > 0
+    assert not list((tmp_path / "outputs").rglob("checkpoint-*"))
+
+
+def test_summarize_best_and_last():
+    evals = [
+        {"step": 1, "metrics": {"validation": {"accuracy": 0.5}}},
+        {"step": 2, "metrics": {"validation": {"accuracy": 0.7}}},
+        {"step": 3, "metrics": {"validation": {"accuracy": 0.7}}},
+        {"step": 4, "metrics": {"validation": {"accuracy": 0.6}}},
+    ]
+    best, last = summarize(evals, "validation", "accuracy")
+    assert best["step"] == 2 and last["step"] == 4
+    assert summarize([], "validation", "accuracy") == (None, None)
+
+
+def test_records_hold_no_secrets(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "secret-key-123")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_456")
+    cfg = compose_config(["task=rte", *FAST, *place(tmp_path, tiny_data)])
+    run(cfg)
+    (path,) = records(tmp_path / "results")
+    text = path.read_text()
+    assert "secret-key-123" not in text and "hf_secret_456" not in text

@@ -1,0 +1,137 @@
+"""A killed run resumes from its last checkpoint and ends where an uninterrupted run ends; a
+finished run is never trained again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from transformers import TrainerCallback
+
+import dcft.train
+from dcft.train import run
+from tests.conftest import CONF_DIR, compose_config, place, records
+
+STEPS = ["trainer.max_steps=6", "trainer.eval_steps=2", "trainer.logging_steps=2"]
+
+
+class Killed(Exception):
+    pass
+
+
+class KillAfterCheckpoint(TrainerCallback):
+    """Dies right after the checkpoint of ``step`` is on disk, as a SIGKILL there would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise Killed(f"killed after step {self.step}")
+
+
+def _overrides(where: Path, data: Path) -> list[str]:
+    return [
+        "model=tiny-bert",
+        "task=sst2",
+        "method=dcft",
+        "method.options.init=lora",
+        "logger=none",
+        "trainer.batch_size=8",
+        "trainer.eval_strategy=steps",
+        "trainer.learning_rate=5e-3",
+        *STEPS,
+        *place(where, data),
+    ]
+
+
+def _same_outcome(resumed: dict, reference: dict) -> None:
+    assert resumed["identity"] == reference["identity"]
+    assert [e["step"] for e in resumed["evaluations"]] == [2, 4, 6]
+    for got, want in zip(resumed["evaluations"], reference["evaluations"], strict=True):
+        for name, value in want["metrics"]["validation"].items():
+            assert got["metrics"]["validation"][name] == pytest.approx(value, abs=1e-4), name
+
+
+def test_killed_run_resumes_to_the_same_record(tmp_path, tiny_data, capsys):
+    reference = run(compose_config(_overrides(tmp_path / "a", tiny_data)))
+
+    cfg = compose_config(_overrides(tmp_path / "b", tiny_data))
+    with pytest.raises(Killed):
+        run(cfg, callbacks=[KillAfterCheckpoint(4)])
+    assert not records(tmp_path / "b" / "results")
+    assert (Path(cfg.run_dir) / "checkpoints" / "checkpoint-4").is_dir()
+
+    resumed = run(compose_config(_overrides(tmp_path / "b", tiny_data)))
+    assert "resuming from" in capsys.readouterr().out
+    assert resumed["timing"]["resumed_from_step"] == 4
+    assert resumed["timing"]["optimizer_steps"] == 6
+    _same_outcome(resumed, reference)
+    assert not (Path(cfg.run_dir) / "checkpoints").exists()
+
+
+def test_finished_run_is_not_trained_again(tmp_path, tiny_data, monkeypatch, capsys):
+    cfg = compose_config(_overrides(tmp_path, tiny_data))
+    first = run(cfg)
+    (path,) = records(tmp_path / "results")
+    before = path.read_bytes()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(dcft.train, "fit", no_training)
+    again = run(compose_config(_overrides(tmp_path, tiny_data)))
+    assert again == first
+    assert path.read_bytes() == before
+    assert f"record: {path}" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_sigkilled_process_resumes(tmp_path, tiny_data):
+    """The real thing: SIGKILL a `python -m dcft.train` once a checkpoint exists, run the same
+    command again, compare with an uninterrupted process."""
+    argv = [
+        sys.executable,
+        "-m",
+        "dcft.train",
+        *_overrides(tmp_path / "b", tiny_data),
+        "trainer.max_steps=40",
+        "trainer.save_steps=4",
+        "trainer.eval_steps=20",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(CONF_DIR.parent)}
+    proc = subprocess.Popen(
+        argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    checkpoints = tmp_path / "b" / "outputs"
+    deadline = time.monotonic() + 240
+    while not list(checkpoints.rglob("checkpoint-*/trainer_state.json")):
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not records(tmp_path / "b" / "results")
+
+    subprocess.run(argv, cwd=tmp_path, env=env, check=True, capture_output=True, timeout=300)
+    (path,) = records(tmp_path / "b" / "results")
+    resumed = json.loads(path.read_text())
+    assert resumed["timing"]["resumed_from_step"] is not None
+    assert resumed["timing"]["optimizer_steps"] == 40
+
+    reference_argv = [*argv[:3], *_overrides(tmp_path / "a", tiny_data), *argv[-3:]]
+    subprocess.run(
+        reference_argv, cwd=tmp_path, env=env, check=True, capture_output=True, timeout=300
+    )
+    (ref_path,) = records(tmp_path / "a" / "results")
+    reference = json.loads(ref_path.read_text())
+    assert [e["step"] for e in resumed["evaluations"]] == [20, 40]
+    for got, want in zip(resumed["evaluations"], reference["evaluations"], strict=True):
+        for name, value in want["metrics"]["validation"].items():
+            assert got["metrics"]["validation"][name] == pytest.approx(value, abs=1e-4), name
