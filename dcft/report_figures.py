@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from dcft.report import (
+from dcft.aggregate import (
     TASK_LABELS,
     TWIN_LABEL,
     TWIN_STANDS_FOR,

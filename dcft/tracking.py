@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from omegaconf import DictConfig
 
+from dcft.distributed import is_main_process
 from dcft.results import RunIdentity
 
 MODES = ("auto", "online", "offline", "disabled")
@@ -77,10 +78,11 @@ class Tracker:
 def tracking(
     logger: DictConfig, identity: RunIdentity, config: Mapping[str, Any], run_dir: Path
 ) -> Iterator[Tracker]:
-    """Open the run's tracker (a no-op ``Tracker`` for logger=none or mode=disabled). W&B files go to
+    """Open the run's tracker (a no-op ``Tracker`` for logger=none, mode=disabled and every
+    process but the main one of a multi-GPU run). W&B files go to
     ``<run_dir>/wandb``; ``wandb.finish()`` runs however the block ends, so the next job of a
     multirun starts clean."""
-    if not _enabled(logger):
+    if not _enabled(logger) or not is_main_process():
         yield Tracker()
         return
     import wandb

@@ -19,6 +19,7 @@ from transformers import TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from dcft.data import get_task, load_raw_splits
+from dcft.distributed import is_main_process, process_rank
 from dcft.gpu_pool import claim_gpu
 from dcft.methods import apply_method, count_parameters, save_adapter
 from dcft.metrics import main_metric
@@ -63,8 +64,9 @@ def _last_checkpoint(folder: Path) -> Path | None:
     return Path(found) if found else None
 
 
-def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
-    """Train, evaluate and record one run; returns its record (the existing one if finished)."""
+def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any] | None:
+    """Train, evaluate and record one run; returns its record (the existing one if finished),
+    or None in the non-main processes of a multi-GPU run, which write nothing."""
     identity = RunIdentity.from_config(cfg)
     record_path = identity.record_path(cfg.results_dir)
     existing = read_record(record_path)
@@ -115,6 +117,8 @@ def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str,
                 callbacks=callbacks,
             )
         except NonFiniteLossError as err:
+            if not is_main_process():
+                return None
             record = make_record(
                 identity, config, "failed", failure=str(err), parameters=parameters
             )
@@ -123,6 +127,9 @@ def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str,
             _log(f"FAILED: {err}; record: {record_path}")
             return record
 
+        if not is_main_process():
+            _log(f"process {process_rank()} done; the main process writes the record")
+            return None
         adapter = save_adapter(model, run_dir / "adapter.safetensors")
         predictions = write_json(run_dir / "predictions.json", result.predictions)
         metric_split = spec.eval_splits[0]

@@ -336,6 +336,8 @@ def training_arguments(
         seed=seed,
         dataloader_num_workers=trainer.dataloader_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
+        # Without CUDA, torchrun's processes train together over gloo (DDP on CPU).
+        use_cpu=not torch.cuda.is_available(),
         report_to=report_to,
         run_name=run_name,
     )

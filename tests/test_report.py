@@ -13,17 +13,9 @@ import pandas as pd
 import pytest
 
 import dcft.results
-from dcft.report import (
-    MISSING,
-    TABLES,
-    TWIN_LABEL,
-    build_table,
-    load_runs,
-    main,
-    report,
-    tidy,
-    to_markdown,
-)
+from dcft.aggregate import MISSING, TABLES, TWIN_LABEL, build_table, load_runs
+from dcft.report import main, report
+from dcft.report_render import tidy, to_markdown
 from dcft.results import RunIdentity, make_record, method_slug, resolved_options, write_json
 
 GLUE8 = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
