@@ -18,7 +18,8 @@ import dcft.train
 from dcft.data.glue import glue_folder
 
 CONF_DIR = dcft.train.CONF_DIR
-SHARED_DATA = Path("/work/shared/data")
+# ../shared/data beside the checkout (as CI lays it out): the real GLUE and SQuAD files.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
 SQUAD_TASKS = ("squad_v1", "squad_v2")
 

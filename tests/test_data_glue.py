@@ -25,9 +25,9 @@ from dcft.data import (
     tokenize_glue,
 )
 from dcft.data.glue import glue_features, glue_folder
+from tests.conftest import SHARED_DATA
 
 GLUE_TASKS = ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte"]
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 # ---------------------------------------------------------------- fixtures in the GLUE formats
 

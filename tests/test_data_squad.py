@@ -20,8 +20,7 @@ from dcft.data import (
 )
 from dcft.data.squad import SQUAD_FEATURES
 from dcft.metrics import squad_metrics
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from tests.conftest import SHARED_DATA
 
 FILLER = " ".join(f"Sentence number {k} talks about nothing in particular." for k in range(60))
 LONG_CONTEXT = f"{FILLER} The secret code is zebra-42. {FILLER}"
