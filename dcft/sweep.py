@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--launcher", default="basic", help="basic | gpus | local | slurm | ...")
     parser.add_argument("--dry-run", action="store_true", help="list the runs, train nothing")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     overrides = list(args.overrides)
     if args.seeds is not None:
         overrides.append(f"seed=range(0,{args.seeds})")

@@ -7,7 +7,7 @@ import json
 import pytest
 from hydra import compose, initialize_config_dir
 
-from dcft.sweep import CONF_DIR, experiments, job_overrides, plan, tables
+from dcft.sweep import CONF_DIR, experiments, job_overrides, main, plan, tables
 
 # cells (model x task x method setting) per table; the paper's tables use 5 seeds, mini twins 1
 PAPER_CELLS = {
@@ -79,6 +79,13 @@ def test_dry_run_names_every_run_and_sees_finished_ones(tmp_path, table, scale):
     again = plan(table, scale, [f"results_dir={tmp_path}", "seed=0"])
     assert [r.status for r in again[:2]] == ["finished", "corrupt"]
     assert {r.status for r in again[2:]} == {"to do"}
+
+
+def test_cli_takes_overrides_after_its_flags(tmp_path, capsys):
+    """As ``make reproduce-tableN DRY_RUN=1 HYDRA_ARGS=...`` calls it: flags, then overrides."""
+    main(["table4", "--scale", "mini", "--dry-run", f"results_dir={tmp_path}", "task=rte"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == f"{MINI_CELLS['table4'] // 5} runs: {MINI_CELLS['table4'] // 5} to do"
 
 
 def test_table5_and_table6_cover_the_papers_settings():

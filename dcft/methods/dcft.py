@@ -9,10 +9,9 @@ Two paths compute the same function:
 - ``reference``: builds Delta^T with conv_transpose2d (any stride <= kernel), as the authors do.
 - ``fast`` (stride == kernel): Delta^T = kron(a^T b^T, C) = kron(a, I_d)^T @ kron(b^T, C), so
   ``x @ Delta^T`` is two skinny matrix products with a (k*d x n_in) and a (k*d x n_out) factor,
-  built once per call from a, b and C: k * d * (n_in + n_out) multiply-adds per token, no
-  n_in x n_out matrix. ``FastUpdate`` saves only x, a, b and C for backward and recomputes the
-  factors and the (tokens x k*d) hidden there, so its activation memory is below LoRA's (which
-  keeps its tokens x r hidden and scaled B); it never copies x.
+  built once per call from a, b and C (autograd folds their gradients back onto a, b and C):
+  k * d * (n_in + n_out) multiply-adds per token, no n_in x n_out matrix. The layer then runs
+  exactly like LoRA with rank k*d, fused with the frozen Linear (``FusedLowRankLinear``).
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .constraints import constraint_terms, validate_constraint
-from .layers import LinearAdapter
+from .layers import LinearAdapter, LowRankLinear
 from .registry import LowRankMethod, MatrixOptions, register
 
 INITS = ("authors", "lora")
@@ -55,61 +54,7 @@ def kron_factors(
     return kron(a, eye), kron(b.T * scale, kernel)
 
 
-class FastUpdate(torch.autograd.Function):
-    """``act(x @ down^T) @ up`` (act: identity or ReLU) with the factors of ``kron_factors``.
-
-    Only x, a, b and C are saved: backward rebuilds the small factors and recomputes the
-    (tokens x k*d) hidden from x, so no activation beyond x is kept. Every product is a 2-D GEMM
-    on views of x and of the output gradient (no copies), with the token axis as the row or the
-    contraction axis and the small factor row-major: the orientations BLAS runs fastest for
-    skinny operands on CPU. The factor gradients are folded back onto a, b and C with small
-    broadcast products and sums."""
-
-    @staticmethod
-    def forward(
-        ctx: torch.autograd.function.FunctionCtx,
-        x: torch.Tensor,
-        a: torch.Tensor,
-        b: torch.Tensor,
-        kernel: torch.Tensor,
-        scale: float,
-        relu: bool,
-    ) -> torch.Tensor:
-        down, up = kron_factors(a, b, kernel, scale)
-        hidden = F.linear(x.reshape(-1, x.shape[-1]), down)
-        if relu:
-            hidden = hidden.relu_()
-        ctx.save_for_backward(x, a, b, kernel)
-        ctx.scale, ctx.relu = scale, relu
-        return (hidden @ up).view(*x.shape[:-1], up.shape[1])
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(
-        ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
-    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor, None, None]:
-        x, a, b, kernel = ctx.saved_tensors
-        down, up = kron_factors(a, b, kernel, ctx.scale)
-        x2d, grad2d = x.reshape(-1, x.shape[-1]), grad_out.reshape(-1, grad_out.shape[-1])
-        hidden = F.linear(x2d, down)
-        grad_hidden = F.linear(grad2d, up)
-        if ctx.relu:
-            grad_hidden = grad_hidden.mul_(hidden > 0)
-            hidden = hidden.relu_()
-        grad_x = None
-        if ctx.needs_input_grad[0]:  # matmul on the 3-D view: a fresh tensor autograd can add into
-            grad_x = torch.matmul(grad_hidden.view(*x.shape[:-1], -1), down)
-        k, d = a.shape[0], kernel.shape[0]
-        # down[j*d + e, i*d + f] = a[j, i] [e == f]; up[j*d + e, i*d + f] = s * b[i, j] C[e, f]
-        grad_down = (grad_hidden.T @ x2d).view(k, d, -1, d)  # [j, e, i, f]
-        grad_up = (hidden.T @ grad2d).view(k, d, -1, d)
-        grad_a = grad_down.diagonal(dim1=1, dim2=3).sum(-1)
-        grad_b = (grad_up * kernel[:, None, :]).sum((1, 3)).T * ctx.scale
-        grad_kernel = (grad_up * b.T[:, None, :, None]).sum((0, 2)) * ctx.scale
-        return grad_x, grad_a, grad_b, grad_kernel, None, None
-
-
-class DcftLinear(LinearAdapter):
+class DcftLinear(LowRankLinear):
     def __init__(
         self,
         base: nn.Linear,
@@ -142,6 +87,7 @@ class DcftLinear(LinearAdapter):
             scale,
             constraint,
         )
+        self.relu = constraint == "mpc_n"
         factory = {"device": base.weight.device, "dtype": torch.float32}
         h_in, h_out = input_side(n_in, kernel, stride), input_side(n_out, kernel, stride)
         self.dcft_a = nn.Parameter(torch.empty(rank, h_in, **factory))
@@ -175,12 +121,16 @@ class DcftLinear(LinearAdapter):
             )
         return self.delta_transposed().T * self.scale
 
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return kron_factors(self.dcft_a, self.dcft_b, self.dcft_kernel, self.scale)
+
+    def fused(self) -> bool:
+        return self.fast
+
     def update(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.fast:
-            return (x @ self.delta_transposed()) * self.scale
-        return FastUpdate.apply(
-            x, self.dcft_a, self.dcft_b, self.dcft_kernel, self.scale, self.constraint == "mpc_n"
-        )
+        if self.fast:
+            return super().update(x)
+        return (x @ self.delta_transposed()) * self.scale
 
     def regularizer_terms(self) -> list[torch.Tensor]:
         return constraint_terms(self.constraint, self.dcft_a, self.dcft_b)

@@ -4,11 +4,17 @@
 ``LinearAdapter`` wraps one frozen ``nn.Linear`` (``self.base``) and adds a learned update;
 low-rank methods express it as ``update(x)`` and ``delta_weight()`` in nn.Linear's
 (out_features, in_features) orientation, so merging is ``weight += delta_weight()``.
+
+A ``LowRankLinear`` writes its update as ``act(x @ down^T) @ up`` with small factors
+(h x n_in, h x n_out) and runs the frozen layer and the update as one op
+(``FusedLowRankLinear``), so an adapted layer allocates what the frozen Linear allocates: one
+output and one input gradient, nothing else token-sized beyond the (tokens x h) hidden.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -76,3 +82,89 @@ class LinearAdapter(AdapterModule):
         if self.merged:
             self.base.weight -= self.delta_weight().to(self.base.weight.dtype)
             self.merged = False
+
+
+class FusedLowRankLinear(torch.autograd.Function):
+    """``F.linear(x, weight, bias) + act(x @ down^T) @ up`` (act: identity or ReLU) as one op.
+
+    Unfused, the update costs a tokens x n_out output, a tokens x n_out sum, and in backward a
+    second tokens x n_in input gradient plus the add that accumulates it; here the update is
+    accumulated in place into the frozen layer's output (``addmm_``) and into its input gradient.
+    Only x, the weight and the small factors are saved; backward recomputes the (tokens x h)
+    hidden. Computation runs in the output's dtype (bf16/fp16 under CUDA autocast) and each
+    gradient is returned in its input's dtype."""
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        down: torch.Tensor,
+        up: torch.Tensor,
+        relu: bool,
+    ) -> torch.Tensor:
+        x2d = x.reshape(-1, x.shape[-1])
+        out = F.linear(x2d, weight, bias)
+        hidden = F.linear(x2d.to(out.dtype), down.to(out.dtype))
+        if relu:
+            hidden = hidden.relu_()
+        out.addmm_(hidden, up.to(out.dtype))
+        ctx.save_for_backward(x, weight, down, up)
+        ctx.relu = relu
+        return out.view(*x.shape[:-1], out.shape[-1])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        x, weight, down, up = ctx.saved_tensors
+        dtype = grad_out.dtype
+        grad2d = grad_out.reshape(-1, grad_out.shape[-1])
+        x2d = x.reshape(-1, x.shape[-1]).to(dtype)
+        down_c, up_c = down.to(dtype), up.to(dtype)
+        hidden = F.linear(x2d, down_c)
+        grad_hidden = F.linear(grad2d, up_c)
+        if ctx.relu:
+            grad_hidden = grad_hidden.mul_(hidden > 0)
+            hidden = hidden.relu_()
+        need_x, need_w, need_b, need_down, need_up, _ = ctx.needs_input_grad
+        grad_x = grad_w = grad_b = grad_down = grad_up = None
+        if need_x:
+            grad_x = torch.mm(grad2d, weight.to(dtype)).addmm_(grad_hidden, down_c)
+            grad_x = grad_x.view(x.shape).to(x.dtype)
+        if need_w:
+            grad_w = (grad2d.T @ x2d).to(weight.dtype)
+        if need_b:
+            grad_b = grad2d.sum(0).to(weight.dtype)
+        if need_down:
+            grad_down = (grad_hidden.T @ x2d).to(down.dtype)
+        if need_up:
+            grad_up = (hidden.T @ grad2d).to(up.dtype)
+        return grad_x, grad_w, grad_b, grad_down, grad_up, None
+
+
+class LowRankLinear(LinearAdapter):
+    """A frozen ``base`` plus ``act(x @ down^T) @ up``; ``factors()`` returns (down, up), with
+    any scale folded into ``up``. Set ``relu`` for a ReLU between the factors (MPC_n)."""
+
+    relu: bool = False
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def fused(self) -> bool:
+        """Whether forward can run as one ``FusedLowRankLinear`` op (e.g. not under dropout)."""
+        return True
+
+    def update(self, x: torch.Tensor) -> torch.Tensor:
+        down, up = self.factors()
+        hidden = F.linear(x, down)
+        return (hidden.relu() if self.relu else hidden) @ up
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.merged or not self.fused():
+            return super().forward(x)
+        down, up = self.factors()
+        return FusedLowRankLinear.apply(x, self.base.weight, self.base.bias, down, up, self.relu)

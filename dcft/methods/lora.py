@@ -15,11 +15,11 @@ import torch
 from torch import nn
 
 from .constraints import constraint_terms, validate_constraint
-from .layers import LinearAdapter
+from .layers import LinearAdapter, LowRankLinear
 from .registry import LowRankMethod, MatrixOptions, register
 
 
-class LoraLinear(LinearAdapter):
+class LoraLinear(LowRankLinear):
     def __init__(
         self,
         base: nn.Linear,
@@ -36,16 +36,22 @@ class LoraLinear(LinearAdapter):
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         self.lora_A.requires_grad_(not freeze_a)
         self.scale = alpha / r
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = nn.Dropout(dropout)
         self.constraint = constraint
+        self.relu = constraint == "mpc_n"
 
-    def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        """The rank-r activation between the two factors."""
-        h = self.dropout(x) @ self.lora_A.T
-        return torch.relu(h) if self.constraint == "mpc_n" else h
+    def up_weight(self) -> torch.Tensor:
+        """The (n_out x r) factor applied after A, scale included."""
+        return self.lora_B * self.scale
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.lora_A, self.up_weight().T
+
+    def fused(self) -> bool:
+        return not (self.training and self.dropout.p > 0)
 
     def update(self, x: torch.Tensor) -> torch.Tensor:
-        return self.hidden(x) @ (self.lora_B * self.scale).T
+        return super().update(self.dropout(x))
 
     def delta_weight(self) -> torch.Tensor:
         if self.constraint == "mpc_n":

@@ -23,8 +23,8 @@ class SoraLinear(LoraLinear):
         super().__init__(base, r, alpha, dropout)
         self.lora_gate = nn.Parameter(torch.randn(r, device=base.weight.device))
 
-    def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        return super().hidden(x) * self.lora_gate
+    def up_weight(self) -> torch.Tensor:
+        return self.lora_B * (self.lora_gate * self.scale)
 
     def delta_weight(self) -> torch.Tensor:
         return (self.lora_B * self.lora_gate) @ self.lora_A * self.scale
