@@ -1,7 +1,8 @@
 """Speed, memory and adapter-size benchmark of DCFT against its baselines, in one process.
 
 Per adapted layer (DeBERTaV3-base shapes): forward + backward of the frozen Linear (input requires
-grad, as inside a network), LoRA r=1, DCFT fast and DCFT reference for d in 2, 4, 8. Whole-model
+grad, as inside a network), LoRA r=1, DCFT fast and DCFT reference for d in 2, 4, 8, and LoRA r=1
+and DCFT fast d=8 unfused (``base(x) + update(x)`` as separate ops, what the fusion saves). Whole-model
 training step (DeBERTaV3-base shape with random weights, and the pretrained MiniLM): frozen floor
 (head only; input gradients flow to the first layer), LoRA r=1, DCFT d=8 fast and reference,
 BitFit, full FT. Adapter file sizes via ``save_adapter``. Writes results/bench/<device>.{md,csv}
@@ -182,6 +183,10 @@ def layer_cases(s: Settings) -> list[LayerCase]:
         for impl in ("fast", "reference"):
             for d in KERNELS:
                 layers[f"DCFT {impl} d={d}"] = DcftLinear(base, d, d, impl=impl)
+        unfused = {"LoRA r=1": LoraLinear(base, 1, 2.0), "DCFT fast d=8": DcftLinear(base, 8, 8)}
+        for label, layer in unfused.items():
+            layer.fuse = False
+            layers[f"{label} unfused"] = layer
         cases += [LayerCase((n_in, n_out), label, m, x, grad) for label, m in layers.items()]
     return cases
 
@@ -481,7 +486,8 @@ def write_report(
         same = {r["config"]: r for r in layers if r["shape"] == row["shape"]}
         frozen = same["frozen Linear"]["time"].median
         ref = same.get(row["config"].replace("fast", "reference"))
-        vs_ref = f"{row['time'].median / ref['time'].median:.2f}" if "fast" in row["config"] else ""
+        has_ref = "fast" in row["config"] and ref is not None
+        vs_ref = f"{row['time'].median / ref['time'].median:.2f}" if has_ref else ""
         lines.append(
             f"| {row['shape'][0]}x{row['shape'][1]} | {row['config']} | {_ms(row['time'])} | "
             f"{_spread_ms(row['time'])} | {row['time'].median / frozen:.2f} | {vs_ref} | "

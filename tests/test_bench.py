@@ -47,7 +47,8 @@ def test_quick_bench_writes_report(bench, tmp_path: Path) -> None:
     sections = {r["section"] for r in rows}
     assert sections == {"layer", "step", "file", "target"}
     layer_configs = {r["config"] for r in rows if r["section"] == "layer"}
-    assert len(layer_configs) == 2 + 2 * len(bench.KERNELS)
+    # frozen, LoRA, DCFT fast and reference per d, LoRA and DCFT d=8 unfused
+    assert len(layer_configs) == 2 + 2 * len(bench.KERNELS) + 2
     assert all(float(r["median"]) > 0 for r in rows if r["metric"] in ("seconds", "peak_bytes"))
 
 

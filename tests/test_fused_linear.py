@@ -12,6 +12,14 @@ from dcft.methods.lora import LoraLinear
 from dcft.methods.sora import SoraLinear
 
 
+def as_given(down, up):
+    return down, up
+
+
+def fused(x, weight, bias, down, up, relu):
+    return FusedLowRankLinear.apply(x, weight, bias, as_given, relu, down, up)
+
+
 def unfused(x, weight, bias, down, up, relu):
     hidden = x @ down.T
     return x @ weight.T + (0 if bias is None else bias) + (hidden.relu() if relu else hidden) @ up
@@ -30,9 +38,7 @@ def leaves(n_in: int, n_out: int, h: int, bias: bool, dtype: torch.dtype) -> lis
 @pytest.mark.parametrize("bias", [False, True])
 def test_fused_op_passes_gradcheck_on_every_input(relu, bias):
     x, weight, b, down, up = leaves(6, 5, 3, bias, torch.float64)
-    torch.autograd.gradcheck(
-        lambda *t: FusedLowRankLinear.apply(*t, relu), (x, weight, b, down, up)
-    )
+    torch.autograd.gradcheck(lambda *t: fused(*t, relu), (x, weight, b, down, up))
 
 
 @pytest.mark.parametrize("relu", [False, True])
@@ -40,11 +46,11 @@ def test_fused_op_passes_gradcheck_on_every_input(relu, bias):
 def test_fused_op_equals_unfused_float64(n_in, n_out, h, relu):
     fused_in = leaves(n_in, n_out, h, True, torch.float64)
     plain_in = [t.detach().clone().requires_grad_() for t in fused_in]
-    fused = FusedLowRankLinear.apply(*fused_in, relu)
+    out = fused(*fused_in, relu)
     plain = unfused(*plain_in, relu)
-    torch.testing.assert_close(fused, plain)
+    torch.testing.assert_close(out, plain)
     grad = torch.randn_like(plain)
-    fused.backward(grad)
+    out.backward(grad)
     plain.backward(grad)
     for mine, theirs in zip(fused_in, plain_in, strict=True):
         torch.testing.assert_close(mine.grad, theirs.grad)
@@ -55,7 +61,7 @@ def test_frozen_weight_and_frozen_down_get_no_gradient():
     weight.requires_grad_(False)
     b.requires_grad_(False)
     down.requires_grad_(False)
-    FusedLowRankLinear.apply(x, weight, b, down, up, False).sum().backward()
+    fused(x, weight, b, down, up, False).sum().backward()
     assert weight.grad is None and b.grad is None and down.grad is None
     assert x.grad is not None and up.grad is not None
 

@@ -121,11 +121,16 @@ class DcftLinear(LowRankLinear):
             )
         return self.delta_transposed().T * self.scale
 
-    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return kron_factors(self.dcft_a, self.dcft_b, self.dcft_kernel, self.scale)
+    def factor_parameters(self) -> tuple[nn.Parameter, ...]:
+        return self.dcft_a, self.dcft_b, self.dcft_kernel
+
+    def build_factors(
+        self, a: torch.Tensor, b: torch.Tensor, kernel: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return kron_factors(a, b, kernel, self.scale)
 
     def fused(self) -> bool:
-        return self.fast
+        return self.fuse and self.fast
 
     def update(self, x: torch.Tensor) -> torch.Tensor:
         if self.fast:

@@ -8,10 +8,13 @@ low-rank methods express it as ``update(x)`` and ``delta_weight()`` in nn.Linear
 A ``LowRankLinear`` writes its update as ``act(x @ down^T) @ up`` with small factors
 (h x n_in, h x n_out) and runs the frozen layer and the update as one op
 (``FusedLowRankLinear``), so an adapted layer allocates what the frozen Linear allocates: one
-output and one input gradient, nothing else token-sized beyond the (tokens x h) hidden.
+output and one input gradient, nothing else token-sized beyond the (tokens x h) hidden, and
+keeps nothing for backward but x and its own parameters.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -84,14 +87,19 @@ class LinearAdapter(AdapterModule):
             self.merged = False
 
 
+FactorBuilder = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+
 class FusedLowRankLinear(torch.autograd.Function):
-    """``F.linear(x, weight, bias) + act(x @ down^T) @ up`` (act: identity or ReLU) as one op.
+    """``F.linear(x, weight, bias) + act(x @ down^T) @ up`` (act: identity or ReLU) as one op,
+    with ``(down, up) = build(*params)``.
 
     Unfused, the update costs a tokens x n_out output, a tokens x n_out sum, and in backward a
     second tokens x n_in input gradient plus the add that accumulates it; here the update is
     accumulated in place into the frozen layer's output (``addmm_``) and into its input gradient.
-    Only x, the weight and the small factors are saved; backward recomputes the (tokens x h)
-    hidden. Computation runs in the output's dtype (bf16/fp16 under CUDA autocast) and each
+    Only x, the weight and ``params`` are saved: backward rebuilds the small factors and the
+    (tokens x h) hidden, and autograd carries the factor gradients back to ``params`` through
+    ``build``. Computation runs in the output's dtype (bf16/fp16 under CUDA autocast) and each
     gradient is returned in its input's dtype."""
 
     @staticmethod
@@ -100,18 +108,19 @@ class FusedLowRankLinear(torch.autograd.Function):
         x: torch.Tensor,
         weight: torch.Tensor,
         bias: torch.Tensor | None,
-        down: torch.Tensor,
-        up: torch.Tensor,
+        build: FactorBuilder,
         relu: bool,
+        *params: torch.Tensor,
     ) -> torch.Tensor:
+        down, up = build(*params)
         x2d = x.reshape(-1, x.shape[-1])
         out = F.linear(x2d, weight, bias)
         hidden = F.linear(x2d.to(out.dtype), down.to(out.dtype))
         if relu:
             hidden = hidden.relu_()
         out.addmm_(hidden, up.to(out.dtype))
-        ctx.save_for_backward(x, weight, down, up)
-        ctx.relu = relu
+        ctx.save_for_backward(x, weight, *params)
+        ctx.build, ctx.relu = build, relu
         return out.view(*x.shape[:-1], out.shape[-1])
 
     @staticmethod
@@ -119,18 +128,23 @@ class FusedLowRankLinear(torch.autograd.Function):
     def backward(
         ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
-        x, weight, down, up = ctx.saved_tensors
+        x, weight, *params = ctx.saved_tensors
+        need_x, need_w, need_b, _, _, *need_params = ctx.needs_input_grad
+        with torch.enable_grad():
+            leaves = [
+                p.detach().requires_grad_(n) for p, n in zip(params, need_params, strict=True)
+            ]
+            down, up = ctx.build(*leaves)
         dtype = grad_out.dtype
         grad2d = grad_out.reshape(-1, grad_out.shape[-1])
         x2d = x.reshape(-1, x.shape[-1]).to(dtype)
-        down_c, up_c = down.to(dtype), up.to(dtype)
+        down_c, up_c = down.detach().to(dtype), up.detach().to(dtype)
         hidden = F.linear(x2d, down_c)
         grad_hidden = F.linear(grad2d, up_c)
         if ctx.relu:
             grad_hidden = grad_hidden.mul_(hidden > 0)
             hidden = hidden.relu_()
-        need_x, need_w, need_b, need_down, need_up, _ = ctx.needs_input_grad
-        grad_x = grad_w = grad_b = grad_down = grad_up = None
+        grad_x = grad_w = grad_b = None
         if need_x:
             grad_x = torch.mm(grad2d, weight.to(dtype)).addmm_(grad_hidden, down_c)
             grad_x = grad_x.view(x.shape).to(x.dtype)
@@ -138,25 +152,44 @@ class FusedLowRankLinear(torch.autograd.Function):
             grad_w = (grad2d.T @ x2d).to(weight.dtype)
         if need_b:
             grad_b = grad2d.sum(0).to(weight.dtype)
-        if need_down:
-            grad_down = (grad_hidden.T @ x2d).to(down.dtype)
-        if need_up:
-            grad_up = (hidden.T @ grad2d).to(up.dtype)
-        return grad_x, grad_w, grad_b, grad_down, grad_up, None
+        factor_grads: dict[torch.Tensor, torch.Tensor] = {}
+        if down.requires_grad:
+            factor_grads[down] = (grad_hidden.T @ x2d).to(down.dtype)
+        if up.requires_grad:
+            factor_grads[up] = (hidden.T @ grad2d).to(up.dtype)
+        wanted = [leaf for leaf in leaves if leaf.requires_grad]
+        found = iter(
+            torch.autograd.grad(
+                list(factor_grads), wanted, list(factor_grads.values()), allow_unused=True
+            )
+            if wanted
+            else ()
+        )
+        grad_params = [next(found) if leaf.requires_grad else None for leaf in leaves]
+        return grad_x, grad_w, grad_b, None, None, *grad_params
 
 
 class LowRankLinear(LinearAdapter):
-    """A frozen ``base`` plus ``act(x @ down^T) @ up``; ``factors()`` returns (down, up), with
-    any scale folded into ``up``. Set ``relu`` for a ReLU between the factors (MPC_n)."""
+    """A frozen ``base`` plus ``act(x @ down^T) @ up``: ``build_factors(*factor_parameters())``
+    returns (down, up), with any scale folded into ``up``. Set ``relu`` for a ReLU between the
+    factors (MPC_n)."""
 
     relu: bool = False
+    # False runs ``base(x) + update(x)`` as separate ops (the benchmark's unfused baseline).
+    fuse: bool = True
 
-    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def factor_parameters(self) -> tuple[nn.Parameter, ...]:
         raise NotImplementedError
 
+    def build_factors(self, *params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.build_factors(*self.factor_parameters())
+
     def fused(self) -> bool:
-        """Whether forward can run as one ``FusedLowRankLinear`` op (e.g. not under dropout)."""
-        return True
+        """Whether forward runs as one ``FusedLowRankLinear`` op (not under LoRA dropout)."""
+        return self.fuse
 
     def update(self, x: torch.Tensor) -> torch.Tensor:
         down, up = self.factors()
@@ -166,5 +199,11 @@ class LowRankLinear(LinearAdapter):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged or not self.fused():
             return super().forward(x)
-        down, up = self.factors()
-        return FusedLowRankLinear.apply(x, self.base.weight, self.base.bias, down, up, self.relu)
+        return FusedLowRankLinear.apply(
+            x,
+            self.base.weight,
+            self.base.bias,
+            self.build_factors,
+            self.relu,
+            *self.factor_parameters(),
+        )

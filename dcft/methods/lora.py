@@ -40,15 +40,14 @@ class LoraLinear(LowRankLinear):
         self.constraint = constraint
         self.relu = constraint == "mpc_n"
 
-    def up_weight(self) -> torch.Tensor:
-        """The (n_out x r) factor applied after A, scale included."""
-        return self.lora_B * self.scale
+    def factor_parameters(self) -> tuple[nn.Parameter, ...]:
+        return self.lora_A, self.lora_B
 
-    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.lora_A, self.up_weight().T
+    def build_factors(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return a, (b * self.scale).T
 
     def fused(self) -> bool:
-        return not (self.training and self.dropout.p > 0)
+        return self.fuse and not (self.training and self.dropout.p > 0)
 
     def update(self, x: torch.Tensor) -> torch.Tensor:
         return super().update(self.dropout(x))

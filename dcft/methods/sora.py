@@ -23,8 +23,13 @@ class SoraLinear(LoraLinear):
         super().__init__(base, r, alpha, dropout)
         self.lora_gate = nn.Parameter(torch.randn(r, device=base.weight.device))
 
-    def up_weight(self) -> torch.Tensor:
-        return self.lora_B * (self.lora_gate * self.scale)
+    def factor_parameters(self) -> tuple[nn.Parameter, ...]:
+        return self.lora_A, self.lora_B, self.lora_gate
+
+    def build_factors(
+        self, a: torch.Tensor, b: torch.Tensor, gate: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return a, (b * (gate * self.scale)).T
 
     def delta_weight(self) -> torch.Tensor:
         return (self.lora_B * self.lora_gate) @ self.lora_A * self.scale
