@@ -13,6 +13,8 @@ from nbclient import NotebookClient
 import dcft
 from dcft.models import build_model
 from dcft.results import RunIdentity, make_record, method_slug, resolved_options, write_json
+from dcft.train import run
+from tests.conftest import SHARED_DATA, compose_config, place
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "delta_w.ipynb"
 # (method, options): several DCFT kernels and strides (tiny-bert: 48 -> 96) and LoRA.
@@ -102,3 +104,40 @@ def test_notebook_says_when_no_adapters(tmp_path: Path, monkeypatch: pytest.Monk
     text = run_notebook(tmp_path, monkeypatch)
     assert "No DCFT/LoRA adapters found" in text
     assert "Spectrum finding: not computed (no DCFT adapters found)." in text
+
+
+# Jobs of the mini sweeps (conf/experiment/mini-table*.yaml) on real RTE, cut to a few steps.
+MINI_JOBS = (
+    ("mini-table4", ["method=dcft-k2"]),
+    ("mini-table4", ["method=dcft"]),
+    ("mini-table5", ["method=dcft", "method.options.stride=4"]),
+    ("mini-table1", ["method=lora"]),
+)
+
+
+@pytest.mark.slow
+def test_notebook_runs_on_adapters_of_the_mini_sweeps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `make reproduce-tableN SCALE=mini` leaves (MiniLM, real data), a few steps each."""
+    for experiment, job in MINI_JOBS:
+        cfg = compose_config(
+            [
+                f"+experiment={experiment}",
+                "task=rte",
+                "seed=0",
+                *job,
+                "logger=none",
+                "trainer.max_steps=3",
+                "trainer.eval_steps=3",
+                "data.max_train_samples=96",
+                "data.max_eval_samples=32",
+                *place(tmp_path, SHARED_DATA),
+            ]
+        )
+        assert run(cfg)["status"] == "finished"
+    text = run_notebook(tmp_path / "results", monkeypatch)
+    assert "Found 4 adapters (3 DCFT, 1 LoRA)" in text
+    for name in ("DCFT d=2 s=2", "DCFT d=8 s=8", "DCFT d=8 s=4", "lora r=1"):
+        assert name in text
+    assert "Spectrum finding: " in text and "not computed" not in text
