@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
@@ -19,8 +20,9 @@ from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 from transformers import TrainerCallback
 
 import dcft.train
+import dcft.training
 from dcft.data import get_task, load_raw_splits
-from dcft.methods import METHODS
+from dcft.methods import METHODS, adapter_layers
 from dcft.results import RunIdentity, resolved_options
 from tests.conftest import (
     CONF_DIR,
@@ -273,3 +275,39 @@ def test_optimizer_excludes_auxiliary_parameters_and_steps_them(tmp_path, tiny_d
     gates = applied_method(model).auxiliary_parameters(model)
     assert gates and not captured["main"] & {id(g) for g in gates}
     assert any(not torch.equal(g, g0) for g, g0 in zip(gates, captured["gates"], strict=True))
+
+
+@pytest.mark.parametrize("method", ["dcft", "lora"])
+def test_merged_evaluation_gives_the_same_metrics(tmp_path, tiny_data, method, monkeypatch):
+    """trainer.merged_eval folds every update into its weight for evaluation only."""
+    merged_during_eval = []
+    real_merged = dcft.training.merged
+
+    @contextlib.contextmanager
+    def spy(model):
+        with real_merged(model):
+            merged_during_eval.append(all(m.merged for m in adapter_layers(model)))
+            yield model
+
+    monkeypatch.setattr(dcft.training, "merged", spy)
+    evaluations = {}
+    for merged_eval in (False, True):
+        cfg = compose_config(
+            [
+                "task=stsb",
+                f"method={method}",
+                *FAST,
+                f"trainer.merged_eval={merged_eval}",
+                *place(tmp_path / str(merged_eval), tiny_data),
+            ]
+        )
+        record = dcft.train.run(cfg)
+        assert record["status"] == "finished"
+        evaluations[merged_eval] = record["evaluations"]
+    assert merged_during_eval == [True, True]  # both evaluations of the merged_eval run only
+    plain, merged = evaluations[False], evaluations[True]
+    assert [e["step"] for e in plain] == [e["step"] for e in merged] == [2, 4]
+    for a, b in zip(plain, merged, strict=True):
+        for name, value in a["metrics"]["validation"].items():
+            # float rounding of W + delta only; Pearson near 0 on random weights moves ~1e-5
+            assert b["metrics"]["validation"][name] == pytest.approx(value, abs=1e-4)
