@@ -8,7 +8,7 @@ training step (DeBERTaV3-base shape with random weights, and the pretrained Mini
 BitFit, full FT. Adapter file sizes via ``save_adapter``. Writes results/bench/<device>.{md,csv}
 with a TARGETS section.
 
-    python scripts/bench.py                 # CPU here, CUDA where present (~5 min on 2 cores)
+    python scripts/bench.py                 # CPU here, CUDA where present (~3 min on 2 cores)
     python scripts/bench.py --quick --out-dir /tmp/bench   # tiny shapes, seconds (smoke test)
 """
 
