@@ -9,7 +9,7 @@ Two paths compute the same function:
 - ``reference``: builds Delta^T with conv_transpose2d (any stride <= kernel), as the authors do.
 - ``fast`` (stride == kernel): Delta^T = kron(a^T b^T, C) = kron(a, I_d)^T @ kron(b^T, C), so
   ``x @ Delta^T`` is two skinny matrix products with a (k*d x n_in) and a (k*d x n_out) factor,
-  built once per call from a, b and C (autograd folds their gradients back onto a, b and C):
+  built from a, b and C in forward and again in backward (autograd folds their gradients back):
   k * d * (n_in + n_out) multiply-adds per token, no n_in x n_out matrix. The layer then runs
   exactly like LoRA with rank k*d, fused with the frozen Linear (``FusedLowRankLinear``).
 """

@@ -158,14 +158,13 @@ class FusedLowRankLinear(torch.autograd.Function):
         if up.requires_grad:
             factor_grads[up] = (hidden.T @ grad2d).to(up.dtype)
         wanted = [leaf for leaf in leaves if leaf.requires_grad]
-        found = iter(
-            torch.autograd.grad(
+        found = {}
+        if wanted:
+            grads = torch.autograd.grad(
                 list(factor_grads), wanted, list(factor_grads.values()), allow_unused=True
             )
-            if wanted
-            else ()
-        )
-        grad_params = [next(found) if leaf.requires_grad else None for leaf in leaves]
+            found = dict(zip(wanted, grads, strict=True))
+        grad_params = [found.get(leaf) for leaf in leaves]
         return grad_x, grad_w, grad_b, None, None, *grad_params
 
 

@@ -36,7 +36,7 @@ class LoraLinear(LowRankLinear):
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         self.lora_A.requires_grad_(not freeze_a)
         self.scale = alpha / r
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.constraint = constraint
         self.relu = constraint == "mpc_n"
 
@@ -47,7 +47,7 @@ class LoraLinear(LowRankLinear):
         return a, (b * self.scale).T
 
     def fused(self) -> bool:
-        return self.fuse and not (self.training and self.dropout.p > 0)
+        return self.fuse and not (self.training and isinstance(self.dropout, nn.Dropout))
 
     def update(self, x: torch.Tensor) -> torch.Tensor:
         return super().update(self.dropout(x))
