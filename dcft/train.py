@@ -16,7 +16,6 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from dcft.data import get_task, load_raw_splits
 from dcft.distributed import is_main_process, process_rank
@@ -34,7 +33,13 @@ from dcft.results import (
     write_json,
 )
 from dcft.tracking import tracking
-from dcft.training import NonFiniteLossError, fit, peak_memory, prepare_data
+from dcft.training import (
+    NonFiniteLossError,
+    fit,
+    last_complete_checkpoint,
+    peak_memory,
+    prepare_data,
+)
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # conf/hydra/launcher/gpus.yaml: parallel joblib workers, each claims its own GPU.
@@ -59,11 +64,6 @@ def _log(message: str) -> None:
     print(f"[dcft] {message}", flush=True)
 
 
-def _last_checkpoint(folder: Path) -> Path | None:
-    found = get_last_checkpoint(str(folder)) if folder.is_dir() else None
-    return Path(found) if found else None
-
-
 def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any] | None:
     """Train, evaluate and record one run; returns its record (the existing one if finished),
     or None in the non-main processes of a multi-GPU run, which write nothing."""
@@ -76,7 +76,7 @@ def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str,
 
     run_dir = Path(cfg.run_dir)
     checkpoints = run_dir / "checkpoints"
-    resume_from = _last_checkpoint(checkpoints)
+    resume_from = last_complete_checkpoint(checkpoints)
     if resume_from is not None:
         _log(f"resuming from {resume_from}")
     config = OmegaConf.to_container(cfg, resolve=True)

@@ -3,7 +3,10 @@
 - the loss gains the method's regulariser (``dcft.regularizer``); a NaN/inf training loss stops
   the run with ``NonFiniteLossError``;
 - AdamW is built here so that the method's auxiliary parameters (SoRA's gates) stay out of it;
-  their own optimiser steps right after every main step (``AuxiliaryOptimizerCallback``);
+  their own optimiser steps right after every main step (``AuxiliaryOptimizerCallback``) and
+  is saved in every checkpoint beside the main one;
+- a run resumes from its newest *complete* checkpoint (``last_complete_checkpoint``), so a
+  process killed while writing one resumes from the one before;
 - evaluation runs the task's scorer on every eval split (GLUE metrics; SQuAD post-processing then
   EM/F1), optionally with the updates merged into the weights;
 - ``StepTimer`` times every optimiser step.
@@ -12,6 +15,7 @@ Everything else (schedule, clipping, mixed precision, DDP, checkpoints) is the T
 
 from __future__ import annotations
 
+import json
 import math
 import resource
 import statistics
@@ -34,7 +38,8 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
-from transformers.trainer_utils import speed_metrics
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, speed_metrics
 
 from dcft.data import (
     get_task,
@@ -135,10 +140,18 @@ class Scorer:
 
 
 class DcftTrainer(Trainer):
-    def __init__(self, *args: Any, scorer: Scorer, merged_eval: bool = False, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        scorer: Scorer,
+        merged_eval: bool = False,
+        auxiliary_optimizer: torch.optim.Optimizer | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.scorer = scorer
         self.merged_eval = merged_eval
+        self.auxiliary_optimizer = auxiliary_optimizer
         # Per-batch mean losses, divided by the accumulation steps by the Trainer: the regulariser
         # added in compute_loss is then scaled exactly like the task loss.
         self.model_accepts_loss_kwargs = False
@@ -170,6 +183,24 @@ class DcftTrainer(Trainer):
                 eps=self.args.adam_epsilon,
             )
         return self.optimizer
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        """The auxiliary optimiser's state is written with the main one, i.e. before
+        trainer_state.json, which the Trainer writes last and which marks a complete checkpoint."""
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.auxiliary_optimizer is not None and self.args.should_save:
+            torch.save(self.auxiliary_optimizer.state_dict(), Path(output_dir) / AUXILIARY_STATE)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if self.auxiliary_optimizer is not None and checkpoint is not None:
+            path = Path(checkpoint) / AUXILIARY_STATE
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"checkpoint {checkpoint} has no {AUXILIARY_STATE}, which the method's "
+                    "auxiliary optimiser needs to resume; delete the checkpoint to start over"
+                )
+            self.auxiliary_optimizer.load_state_dict(torch.load(path, weights_only=True))
 
     def compute_loss(
         self,
@@ -256,7 +287,7 @@ class StepTimer(TrainerCallback):
 class AuxiliaryOptimizerCallback(TrainerCallback):
     """Steps the method's auxiliary optimiser (SoRA's proximal SparseAdamW) right after each main
     optimiser step, i.e. once per accumulated batch, before the Trainer zeroes the gradients.
-    Its state goes into every checkpoint so that a resumed run continues it."""
+    (``DcftTrainer`` saves and restores its state with the checkpoints.)"""
 
     def __init__(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
@@ -264,16 +295,6 @@ class AuxiliaryOptimizerCallback(TrainerCallback):
     def on_optimizer_step(self, args, state, control, **kwargs):
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-
-    def on_save(self, args, state, control, **kwargs):
-        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if checkpoint.is_dir():
-            torch.save(self.optimizer.state_dict(), checkpoint / AUXILIARY_STATE)
-
-    def load(self, checkpoint: Path) -> None:
-        path = checkpoint / AUXILIARY_STATE
-        if path.exists():
-            self.optimizer.load_state_dict(torch.load(path, weights_only=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,10 +443,7 @@ def fit(
                 f"method {method.name!r} has an auxiliary optimiser, which does not see fp16 "
                 "loss scaling: use trainer.precision=bf16 or fp32"
             )
-        aux_callback = AuxiliaryOptimizerCallback(auxiliary)
-        if resume_from is not None:
-            aux_callback.load(resume_from)
-        extra.append(aux_callback)
+        extra.append(AuxiliaryOptimizerCallback(auxiliary))
     scorer = Scorer(cfg.task, data)
     trainer = DcftTrainer(
         model=model,
@@ -437,6 +455,7 @@ def fit(
         callbacks=extra,
         scorer=scorer,
         merged_eval=bool(cfg.trainer.merged_eval),
+        auxiliary_optimizer=auxiliary,
     )
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -456,6 +475,26 @@ def fit(
         train_samples_per_second=output.metrics.get("train_samples_per_second"),
         resumed_from_step=_checkpoint_step(resume_from),
     )
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest ``checkpoint-<step>`` in ``folder`` whose trainer_state.json parses. The Trainer
+    writes that file last, so a checkpoint cut short by a kill (or a full disk) is passed over
+    and the run resumes from the one before; transformers' get_last_checkpoint would pick it."""
+    if not folder.is_dir():
+        return None
+    steps = sorted(
+        (int(path.name.rsplit("-", 1)[1]), path)
+        for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+        if path.is_dir() and path.name.rsplit("-", 1)[1].isdigit()
+    )
+    for _, checkpoint in reversed(steps):
+        try:
+            json.loads((checkpoint / TRAINER_STATE_NAME).read_text())
+        except (OSError, ValueError):
+            continue
+        return checkpoint
+    return None
 
 
 def _checkpoint_step(checkpoint: Path | None) -> int | None:

@@ -12,10 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 import dcft.train
 from dcft.train import run
+from dcft.training import AUXILIARY_STATE, last_complete_checkpoint
 from tests.conftest import CONF_DIR, compose_config, place, records
 
 STEPS = ["trainer.max_steps=6", "trainer.eval_steps=2", "trainer.logging_steps=2"]
@@ -36,12 +39,18 @@ class KillAfterCheckpoint(TrainerCallback):
             raise Killed(f"killed after step {self.step}")
 
 
-def _overrides(where: Path, data: Path) -> list[str]:
+METHODS = {
+    "dcft": ["method=dcft", "method.options.init=lora"],
+    # SoRA's gates have their own optimiser, whose state must survive the kill as well.
+    "sora": ["method=sora", "method.options.l1_weight=0.1"],
+}
+
+
+def _overrides(where: Path, data: Path, method: str = "dcft") -> list[str]:
     return [
         "model=tiny-bert",
         "task=sst2",
-        "method=dcft",
-        "method.options.init=lora",
+        *METHODS[method],
         "logger=none",
         "trainer.batch_size=8",
         "trainer.eval_strategy=steps",
@@ -59,21 +68,51 @@ def _same_outcome(resumed: dict, reference: dict) -> None:
             assert got["metrics"]["validation"][name] == pytest.approx(value, abs=1e-4), name
 
 
-def test_killed_run_resumes_to_the_same_record(tmp_path, tiny_data, capsys):
-    reference = run(compose_config(_overrides(tmp_path / "a", tiny_data)))
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_killed_run_resumes_to_the_same_record(tmp_path, tiny_data, capsys, method):
+    reference = run(compose_config(_overrides(tmp_path / "a", tiny_data, method)))
 
-    cfg = compose_config(_overrides(tmp_path / "b", tiny_data))
+    cfg = compose_config(_overrides(tmp_path / "b", tiny_data, method))
     with pytest.raises(Killed):
         run(cfg, callbacks=[KillAfterCheckpoint(4)])
     assert not records(tmp_path / "b" / "results")
-    assert (Path(cfg.run_dir) / "checkpoints" / "checkpoint-4").is_dir()
+    checkpoint = Path(cfg.run_dir) / "checkpoints" / "checkpoint-4"
+    assert checkpoint.is_dir()
+    assert (checkpoint / AUXILIARY_STATE).exists() == (method == "sora")
 
-    resumed = run(compose_config(_overrides(tmp_path / "b", tiny_data)))
+    resumed = run(compose_config(_overrides(tmp_path / "b", tiny_data, method)))
     assert "resuming from" in capsys.readouterr().out
     assert resumed["timing"]["resumed_from_step"] == 4
     assert resumed["timing"]["optimizer_steps"] == 6
     _same_outcome(resumed, reference)
+    got, want = (load_file(r["adapter"]["path"]) for r in (resumed, reference))
+    assert got.keys() == want.keys()
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-6, msg=name)
     assert not (Path(cfg.run_dir) / "checkpoints").exists()
+
+
+def _checkpoint(folder: Path, step: int, state: str | None) -> Path:
+    path = folder / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    (path / "model.safetensors").write_bytes(b"weights")
+    if state is not None:
+        (path / "trainer_state.json").write_text(state)
+    return path
+
+
+def test_resume_passes_over_checkpoints_cut_short(tmp_path):
+    """A kill while the Trainer writes checkpoint-12 leaves it without (or with half of) its
+    trainer_state.json, which is written last: resume from checkpoint-4, the last whole one."""
+    assert last_complete_checkpoint(tmp_path / "absent") is None
+    assert last_complete_checkpoint(tmp_path) is None
+    whole = _checkpoint(tmp_path, 4, json.dumps({"global_step": 4}))
+    _checkpoint(tmp_path, 8, '{"global_step": 8, "log_hist')
+    _checkpoint(tmp_path, 12, None)
+    (tmp_path / "checkpoint-x").mkdir()
+    assert last_complete_checkpoint(tmp_path) == whole
+    _checkpoint(tmp_path, 10, json.dumps({"global_step": 10}))
+    assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-10"
 
 
 def test_finished_run_is_not_trained_again(tmp_path, tiny_data, monkeypatch, capsys):
@@ -95,14 +134,16 @@ def test_finished_run_is_not_trained_again(tmp_path, tiny_data, monkeypatch, cap
 @pytest.mark.slow
 def test_sigkilled_process_resumes(tmp_path, tiny_data):
     """The real thing: SIGKILL a `python -m dcft.train` once a checkpoint exists, run the same
-    command again, compare with an uninterrupted process."""
+    command again, compare with an uninterrupted process. It saves every step, so the kill
+    usually lands while a checkpoint is being written (5 of 8 times in a stress run), which
+    transformers' get_last_checkpoint would then pick and fail to load."""
     argv = [
         sys.executable,
         "-m",
         "dcft.train",
         *_overrides(tmp_path / "b", tiny_data),
         "trainer.max_steps=40",
-        "trainer.save_steps=4",
+        "trainer.save_steps=1",
         "trainer.eval_steps=20",
     ]
     env = {**os.environ, "PYTHONPATH": str(CONF_DIR.parent)}
@@ -111,7 +152,7 @@ def test_sigkilled_process_resumes(tmp_path, tiny_data):
     )
     checkpoints = tmp_path / "b" / "outputs"
     deadline = time.monotonic() + 240
-    while not list(checkpoints.rglob("checkpoint-*/trainer_state.json")):
+    while not any(last_complete_checkpoint(c) for c in checkpoints.rglob("checkpoints")):
         assert proc.poll() is None, "the run ended before it could be killed"
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.1)
