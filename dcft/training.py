@@ -483,12 +483,12 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
     and the run resumes from the one before; transformers' get_last_checkpoint would pick it."""
     if not folder.is_dir():
         return None
-    steps = sorted(
-        (int(path.name.rsplit("-", 1)[1]), path)
+    numbered = [
+        path
         for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
         if path.is_dir() and path.name.rsplit("-", 1)[1].isdigit()
-    )
-    for _, checkpoint in reversed(steps):
+    ]
+    for checkpoint in sorted(numbered, key=_checkpoint_step, reverse=True):
         try:
             json.loads((checkpoint / TRAINER_STATE_NAME).read_text())
         except (OSError, ValueError):

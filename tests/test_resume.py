@@ -134,9 +134,9 @@ def test_finished_run_is_not_trained_again(tmp_path, tiny_data, monkeypatch, cap
 @pytest.mark.slow
 def test_sigkilled_process_resumes(tmp_path, tiny_data):
     """The real thing: SIGKILL a `python -m dcft.train` once a checkpoint exists, run the same
-    command again, compare with an uninterrupted process. It saves every step, so the kill
-    usually lands while a checkpoint is being written (5 of 8 times in a stress run), which
-    transformers' get_last_checkpoint would then pick and fail to load."""
+    command again, compare with an uninterrupted process. It saves every step, so the kill may
+    land while a checkpoint is being written; transformers' get_last_checkpoint would pick that
+    half-written one and fail to load it (5 of 8 random kills in a stress run)."""
     argv = [
         sys.executable,
         "-m",
