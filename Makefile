@@ -5,7 +5,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 1)
 CPU_TORCH ?= torch==2.13.0
-export DCFT_DATA_DIR ?= $(abspath ../shared/data)
+# Local data: DCFT_DATA_DIR if set; else ../shared/data when that folder exists; else unset, and
+# every task loads from the Hugging Face Hub (or its local cache when offline).
+SHARED_DATA := $(wildcard $(abspath ../shared/data))
+ifneq ($(SHARED_DATA),)
+export DCFT_DATA_DIR ?= $(SHARED_DATA)
+endif
 
 SCALE ?= paper
 LAUNCHER ?= basic

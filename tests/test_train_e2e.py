@@ -290,7 +290,7 @@ def test_merged_evaluation_gives_the_same_metrics(tmp_path, tiny_data, method, m
             yield model
 
     monkeypatch.setattr(dcft.training, "merged", spy)
-    evaluations = {}
+    evaluations, predictions = {}, {}
     for merged_eval in (False, True):
         cfg = compose_config(
             [
@@ -304,10 +304,11 @@ def test_merged_evaluation_gives_the_same_metrics(tmp_path, tiny_data, method, m
         record = dcft.train.run(cfg)
         assert record["status"] == "finished"
         evaluations[merged_eval] = record["evaluations"]
+        saved = json.loads(Path(record["predictions_path"]).read_text())
+        predictions[merged_eval] = saved["validation"]["predictions"]
     assert merged_during_eval == [True, True]  # both evaluations of the merged_eval run only
     plain, merged = evaluations[False], evaluations[True]
     assert [e["step"] for e in plain] == [e["step"] for e in merged] == [2, 4]
-    for a, b in zip(plain, merged, strict=True):
-        for name, value in a["metrics"]["validation"].items():
-            # float rounding of W + delta only; Pearson near 0 on random weights moves ~1e-5
-            assert b["metrics"]["validation"][name] == pytest.approx(value, abs=1e-4)
+    # Float rounding of W + delta only. The scores of random weights are near-constant, so their
+    # rank correlations jump with 1e-6 changes: compare the predicted scores themselves.
+    assert predictions[True] == pytest.approx(predictions[False], abs=1e-4)

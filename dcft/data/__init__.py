@@ -2,13 +2,19 @@
 
 from dcft.data.errors import DataFormatError, DataUnavailableError
 from dcft.data.glue_tokenize import tokenize_glue
-from dcft.data.sources import DATA_DIR_ENV, load_raw_splits, resolve_data_dir
+from dcft.data.sources import (
+    DATA_DIR_ENV,
+    RawData,
+    load_raw_splits,
+    load_task_data,
+    resolve_data_dir,
+)
 from dcft.data.squad_features import (
     prepare_squad_eval_features,
     prepare_squad_train_features,
     tokenize_squad,
 )
-from dcft.data.squad_postprocess import postprocess_squad_predictions
+from dcft.data.squad_postprocess import postprocess_squad, postprocess_squad_predictions
 from dcft.data.tasks import TASKS, TaskSpec, get_task
 
 __all__ = [
@@ -16,9 +22,12 @@ __all__ = [
     "TASKS",
     "DataFormatError",
     "DataUnavailableError",
+    "RawData",
     "TaskSpec",
     "get_task",
     "load_raw_splits",
+    "load_task_data",
+    "postprocess_squad",
     "postprocess_squad_predictions",
     "prepare_squad_eval_features",
     "prepare_squad_train_features",

@@ -7,6 +7,8 @@ import os
 import socket
 import urllib.request
 from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import datasets
@@ -44,7 +46,9 @@ def hub_reachable(timeout: float = REACHABILITY_TIMEOUT_S) -> bool:
 
 
 def load_hub_splits(spec: TaskSpec, splits: Sequence[str]) -> dict[str, datasets.Dataset]:
-    """Download ``splits`` of ``spec`` with ``datasets.load_dataset``; raise at once if offline."""
+    """``splits`` of ``spec`` with ``datasets.load_dataset``: from the Hub when it is reachable
+    and offline mode is off, else from the local Hugging Face cache (a copy an earlier online
+    load left in ``HF_HOME``); neither -> ``DataUnavailableError`` at once, no retries."""
     if offline_requested():
         reason = f"offline mode is on ({' / '.join(_OFFLINE_VARS)})"
     elif not hub_reachable():
@@ -53,11 +57,36 @@ def load_hub_splits(spec: TaskSpec, splits: Sequence[str]) -> dict[str, datasets
     else:
         loaded = datasets.load_dataset(spec.hub_id, spec.hub_config)
         return {split: loaded[split] for split in splits}
-    raise DataUnavailableError(
-        f"cannot load task {spec.name!r} ({spec.hub_id}"
-        f"{'/' + spec.hub_config if spec.hub_config else ''}) from the Hugging Face Hub: "
-        f"{reason}. {FIX_HINT}"
-    )
+    try:
+        with hub_offline():
+            loaded = datasets.load_dataset(spec.hub_id, spec.hub_config)
+    except (ConnectionError, FileNotFoundError, ValueError) as err:
+        raise DataUnavailableError(
+            f"cannot load task {spec.name!r} ({_name(spec)}) from the Hugging Face Hub: "
+            f"{reason}, and the local Hugging Face cache ({datasets.config.HF_DATASETS_CACHE}) "
+            f"has no copy ({type(err).__name__}). {FIX_HINT}"
+        ) from None
+    return {split: loaded[split] for split in splits}
+
+
+def hub_provenance(spec: TaskSpec, loaded: dict[str, datasets.Dataset]) -> dict[str, Any]:
+    """Hub id, config and the revision the cached copy was prepared from (the commit folder of
+    the ``datasets`` cache), with the cache files read per split."""
+    files = {split: [f["filename"] for f in ds.cache_files] for split, ds in loaded.items()}
+    first = next((paths[0] for paths in files.values() if paths), None)
+    return {
+        "source": "hub",
+        "hub_id": spec.hub_id,
+        "config": spec.hub_config,
+        "revision": Path(first).parent.name if first else None,
+        "files": files,
+        "fingerprints": {split: ds._fingerprint for split, ds in loaded.items()},
+        "warnings": [],
+    }
+
+
+def _name(spec: TaskSpec) -> str:
+    return spec.hub_id + (f"/{spec.hub_config}" if spec.hub_config else "")
 
 
 @contextlib.contextmanager

@@ -1,23 +1,41 @@
-"""Entry point for raw examples: pick local files or the Hub, then subsample deterministically."""
+"""Entry point for raw examples: pick local files or the Hub, then subsample deterministically,
+and say where every example came from (the run record's ``data`` section)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import datasets
 
 from dcft.data.errors import FIX_HINT, DataUnavailableError, missing_split_error
 from dcft.data.glue import parquet_dir, read_glue_parquet, read_glue_tsv, tsv_path
-from dcft.data.hub import hub_offline, load_hub_splits
+from dcft.data.hub import hub_offline, hub_provenance, load_hub_splits
 from dcft.data.squad import read_squad_json, squad_json_paths
 from dcft.data.tasks import TaskSpec, get_task
 
 DATA_DIR_ENV = "DCFT_DATA_DIR"
+# Questions in the official SQuAD v2.0 dev set; a local v2.0* folder other than squad/v2.0/ (e.g.
+# shared/data's v2.0-subset) is a stand-in whose scores are not comparable to published ones.
+OFFICIAL_SQUAD_V2_DEV = 11873
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RawData:
+    """Raw examples per split and their provenance: source (local folder or Hub id and
+    revision), every file read with its sha256, example counts per split before and after
+    subsetting, and warnings (e.g. a stand-in SQuAD v2.0 dev set)."""
+
+    splits: dict[str, datasets.Dataset]
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path | None:
@@ -40,13 +58,29 @@ def load_raw_splits(
     splits: Sequence[str] | None = None,
     carve_train_from_eval: float | None = None,
 ) -> dict[str, datasets.Dataset]:
-    """Raw examples of ``task`` keyed by split (``train`` and the task's eval splits).
+    """Raw examples of ``task`` keyed by split: :func:`load_task_data` without the provenance."""
+    return load_task_data(
+        task, data_dir, max_train_samples, max_eval_samples, seed, splits, carve_train_from_eval
+    ).splits
+
+
+def load_task_data(
+    task: str,
+    data_dir: str | Path | None = None,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    seed: int = 0,
+    splits: Sequence[str] | None = None,
+    carve_train_from_eval: float | None = None,
+) -> RawData:
+    """Raw examples of ``task`` keyed by split (``train`` and the task's eval splits), with
+    their provenance.
 
     With a data directory (argument or ``$DCFT_DATA_DIR``) only local files are read and the
-    Hugging Face libraries are held offline; otherwise the Hub is used. ``splits`` restricts
-    which splits are loaded (default: all). Subsets are ``shuffle(seed).select(range(n))``, so
-    the same seed always gives the same examples, in shuffled order; ``max_eval_samples``
-    applies to each eval split.
+    Hugging Face libraries are held offline; otherwise the Hub is used (its local cache when
+    offline or unreachable). ``splits`` restricts which splits are loaded (default: all). Subsets
+    are ``shuffle(seed).select(range(n))``, so the same seed always gives the same examples, in
+    shuffled order; ``max_eval_samples`` applies to each eval split.
 
     ``carve_train_from_eval=f`` is for machines without a training set (e.g. SQuAD here): the
     training split becomes a fixed fraction ``f`` of the first eval split and that eval split
@@ -62,30 +96,84 @@ def load_raw_splits(
     root = resolve_data_dir(data_dir)
     if root is None:
         loaded = load_hub_splits(spec, wanted)
+        provenance = hub_provenance(spec, loaded)
     else:
         with hub_offline():
-            loaded = {split: load_local_split(spec, root, split) for split in wanted}
-    return _subsets(loaded, max_train_samples, max_eval_samples, seed)
+            read = {split: _read_local_split(spec, root, split) for split in wanted}
+        loaded = {split: dataset for split, (dataset, _) in read.items()}
+        provenance = _local_provenance(spec, root, {s: path for s, (_, path) in read.items()})
+    subsets = _subsets(loaded, max_train_samples, max_eval_samples, seed)
+    provenance["examples"] = _counts(loaded, subsets)
+    return RawData(subsets, provenance)
 
 
 def load_local_split(spec: TaskSpec, data_dir: Path, split: str) -> datasets.Dataset:
     """One split from ``data_dir``; GLUE prefers the TSV over the parquet copy when both exist."""
+    return _read_local_split(spec, data_dir, split)[0]
+
+
+def _read_local_split(
+    spec: TaskSpec, data_dir: Path, split: str
+) -> tuple[datasets.Dataset, list[Path]]:
     if spec.kind == "squad":
         candidates = squad_json_paths(data_dir, spec, split)
         for path in candidates:
             if path.is_file():
                 logger.info("%s/%s: reading %s", spec.name, split, path)
-                return read_squad_json(path)
+                return read_squad_json(path), [path]
         raise missing_split_error(spec.name, split, data_dir, candidates)
     tsv = tsv_path(data_dir, spec, split)
     if tsv.is_file():
         logger.info("%s/%s: reading %s", spec.name, split, tsv)
-        return read_glue_tsv(tsv, spec)
+        return read_glue_tsv(tsv, spec), [tsv]
     shards = parquet_dir(data_dir, spec, split)
     if any(shards.glob("*.parquet")):
         logger.info("%s/%s: reading %s/*.parquet", spec.name, split, shards)
-        return read_glue_parquet(shards, spec)
+        return read_glue_parquet(shards, spec), sorted(shards.glob("*.parquet"))
     raise missing_split_error(spec.name, split, data_dir, [tsv, shards / "*.parquet"])
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _local_provenance(spec: TaskSpec, root: Path, files: dict[str, list[Path]]) -> dict[str, Any]:
+    provenance: dict[str, Any] = {
+        "source": "local",
+        "dir": str(root.resolve()),
+        "files": {
+            split: [
+                {"path": str(p.relative_to(root)), "bytes": p.stat().st_size, "sha256": _sha256(p)}
+                for p in paths
+            ]
+            for split, paths in files.items()
+        },
+        "warnings": [],
+    }
+    if spec.name == "squad_v2":
+        version_dirs = {paths[0].parent.name for paths in files.values()}
+        stand_ins = sorted(version_dirs - {"v2.0"})
+        if stand_ins:
+            message = (
+                f"squad_v2 is read from {root / 'squad' / stand_ins[0]}, NOT the official SQuAD "
+                f"v2.0 dev set ({OFFICIAL_SQUAD_V2_DEV} questions): its scores are not comparable "
+                "to published ones. Put the official dev-v2.0.json in squad/v2.0/ to use it."
+            )
+            warnings.warn(message, stacklevel=3)
+            logger.warning(message)
+            provenance["warnings"].append(message)
+            provenance["stand_in"] = stand_ins[0]
+    return provenance
+
+
+def _counts(
+    full: dict[str, datasets.Dataset], used: dict[str, datasets.Dataset]
+) -> dict[str, dict[str, int]]:
+    return {split: {"available": len(full[split]), "used": len(used[split])} for split in used}
 
 
 def _carve(
@@ -95,14 +183,17 @@ def _carve(
     max_train_samples: int | None,
     max_eval_samples: int | None,
     seed: int,
-) -> dict[str, datasets.Dataset]:
+) -> RawData:
     if not 0 < fraction < 1:
         raise ValueError(f"carve_train_from_eval must be in (0, 1), got {fraction}")
-    loaded = load_raw_splits(spec.name, data_dir, seed=seed, splits=spec.eval_splits)
+    source = load_task_data(spec.name, data_dir, seed=seed, splits=spec.eval_splits)
     first = spec.eval_splits[0]
-    parts = loaded[first].train_test_split(train_size=fraction, seed=seed, shuffle=True)
-    loaded = {"train": parts["train"], **loaded, first: parts["test"]}
-    return _subsets(loaded, max_train_samples, max_eval_samples, seed)
+    parts = source.splits[first].train_test_split(train_size=fraction, seed=seed, shuffle=True)
+    loaded = {"train": parts["train"], **source.splits, first: parts["test"]}
+    subsets = _subsets(loaded, max_train_samples, max_eval_samples, seed)
+    provenance = {**source.provenance, "carved_train_from": {"split": first, "fraction": fraction}}
+    provenance["examples"] = _counts(loaded, subsets)
+    return RawData(subsets, provenance)
 
 
 def _check_splits(spec: TaskSpec, splits: Sequence[str] | None) -> list[str]:
