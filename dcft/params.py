@@ -97,8 +97,11 @@ ROWS: list[AuditRow] = [
         "dcft",
         {"kernel": 8, "targets": ["q", "k", "v", "o"]},
         "18.4K",
-        "the authors' code picks modules by substring, and 'output.dense' also matches the FFN "
-        "output: q,k,v,o plus ffn_out gives 18,816 = 18.4K (next row); strict q,k,v,o is 12,288",
+        "q,k,v,o alone give 12,288 (12K); q,k,v,o plus one FFN matrix (ffn_in or ffn_out, 544 "
+        "per layer) give 18,816 = 18.4K in binary units (next row). The authors' code does not "
+        "explain it: it tests 'attention.output' and 'layer.output' (the FFN output) separately "
+        "against its --lora_module string, so selecting q,k,v,o adapts no FFN matrix. Cause "
+        "unknown; Table 6 runs both settings",
     ),
     AuditRow(
         "6",

@@ -12,6 +12,7 @@ import pandas as pd
 from dcft.aggregate import (
     AVERAGED_TABLES,
     CONFLICT,
+    FAILED,
     MISSING,
     TABLE3_KERNEL,
     TABLE_TITLES,
@@ -100,6 +101,7 @@ def _grid(rows: list[OurRow], averaged: bool, timed: bool) -> tuple[list[str], l
         ours = {
             label: format_stat(row.cells.get(c))
             + (f" {CONFLICT}" if c.task in row.conflicted else "")
+            + (f" {FAILED}{len(row.failed[c.task])}" if c.task in row.failed else "")
             for label, c in by_label.items()
         }
         ours["Avg."] = _num(row.average())
@@ -127,8 +129,19 @@ TABLE_NOTES = {
     "match records by method name and model, split by method slug.",
     3: f"The paper does not state Table 3's DCFT kernel; ours is d={TABLE3_KERNEL} (0.04% of 184M "
     "fits d=2 better than d=8). Table 3 prints #Params as percentages.",
+    4: "Training hours: kernel d with stride d runs DCFT's fast (Kronecker) path, which never "
+    "builds the dense update; the paper's hours (RTX 2080 Ti, fp32, padded to the maximum "
+    "length) timed the authors' dense update. Our hours are the records' GPU (environment."
+    "gpu_name), fp32, dynamic padding.",
+    5: "Training hours: every stride is run on the reference path (conv_transpose2d builds the "
+    "dense update every step, as the authors' code does), so the four rows are timed on one "
+    "implementation; d=8, s=8 on the fast path (Tables 1 and 4) shows as its own row where its "
+    "records exist. The paper's hours: RTX 2080 Ti, fp32, padded to the maximum length; ours: "
+    "the records' GPU (environment.gpu_name), fp32, dynamic padding.",
     6: "Targets match as sets of q, k, v, o, ffn_in, ffn_out; ALL = all six. The paper's Q,K,V,O "
-    "count (18.4K) fits q, k, v, o plus ffn_out (results/params.md).",
+    "row is compared twice: with q, k, v, o (12,288 parameters) and with q, k, v, o plus ffn_out "
+    "(18,816, which the printed 18.4K fits in binary units). Why the paper counts 18.4K is "
+    "unknown: the authors' code adapts no FFN matrix when given q, k, v, o (results/params.md).",
 }
 
 
@@ -164,6 +177,12 @@ def notes(result: TableResult) -> list[str]:
         )
     if result.table in TABLE_NOTES:
         out.append(TABLE_NOTES[result.table])
+    out += data_caveats(result)
+    if any(row.failed for row in result.rows):
+        out.append(
+            f"{FAILED}k: k runs of this cell failed (NaN loss, ...) and are not averaged; each is "
+            "listed under 'Failed runs' with its reason."
+        )
     if any(r.conflicted for r in result.rows):
         out.append(
             f"{CONFLICT}: records with other settings exist for this cell; the largest group is "
@@ -188,6 +207,33 @@ def notes(result: TableResult) -> list[str]:
         + "."
     )
     return out
+
+
+def failures(result: TableResult) -> list[str]:
+    """Every failed run of a cell in this table, with its reason and record."""
+    return [
+        f"{row.paper.label} / {TASK_LABELS.get(task, task)} / {row.setting} / seed {run.seed}: "
+        f"{run.record.get('failure_reason') or 'no reason recorded'} ({run.path})"
+        for row in result.rows
+        for task, runs in row.failed.items()
+        for run in runs
+    ]
+
+
+def data_caveats(result: TableResult) -> list[str]:
+    """Cells scored on a stand-in dev set (e.g. SQuAD v2.0's subset): named, never silent."""
+    stand_ins = {
+        (run.task, (run.record.get("data") or {}).get("stand_in"))
+        for row in result.rows
+        for runs in row.cell_runs.values()
+        for run in runs
+        if (run.record.get("data") or {}).get("stand_in")
+    }
+    return [
+        f"{TASK_LABELS.get(task, task)}: scored on the stand-in dev set {folder!r}, not the "
+        "official one; not comparable to the paper's numbers."
+        for task, folder in sorted(stand_ins)
+    ]
 
 
 def warnings(result: TableResult) -> list[str]:
@@ -283,6 +329,9 @@ def to_markdown(result: TableResult) -> str:
         parts += ["| " + " | ".join(v.replace("|", "/") for v in line) + " |" for line in lines]
         parts.append("")
     parts += [f"- {n}" for n in notes(result)]
+    failed = failures(result)
+    if failed:
+        parts += ["", "## Failed runs", "", *(f"- {f}" for f in failed)]
     found = warnings(result)
     if found:
         parts += ["", "## Warnings: records kept apart", "", *(f"- {w}" for w in found)]

@@ -11,6 +11,7 @@ of one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -41,6 +42,7 @@ STATUSES = ("finished", "failed")
 # trainer.*, task.*, model.*, method.options.*, which are hashed.
 _UNHASHED_KEYS = (
     "hydra",
+    "retry_failed",
     "logger",
     "results_dir",
     "outputs_dir",
@@ -58,6 +60,7 @@ _UNHASHED_NESTED = {
         "save_checkpoints",
         "save_steps",
         "save_total_limit",
+        "save_every_minutes",
     ),
 }
 # Options always shown in the slug (even at their default), with their short names.
@@ -197,8 +200,14 @@ class RunIdentity:
         return dataclasses.asdict(self)
 
 
-def read_record(path: Path) -> dict[str, Any] | None:
-    """The record at ``path``, or None if there is none; unreadable -> ``CorruptRecordError``."""
+class ForeignRecordError(CorruptRecordError):
+    """A record at a run's path belongs to another run (copied, or written by other code)."""
+
+
+def read_record(path: Path, identity: RunIdentity | None = None) -> dict[str, Any] | None:
+    """The record at ``path``, or None if there is none; unreadable -> ``CorruptRecordError``.
+    With ``identity``, a record whose identity differs is refused (``ForeignRecordError``):
+    a record is trusted by what it says it is, not by where it lies."""
     if not path.exists():
         return None
     try:
@@ -212,21 +221,77 @@ def read_record(path: Path) -> dict[str, Any] | None:
             f"result record {path} is not a dcft run record (status must be one of {STATUSES}); "
             "it was left untouched: inspect or delete it"
         )
+    if identity is not None and record.get("identity") != identity.to_dict():
+        differing = sorted(
+            k for k, v in identity.to_dict().items() if (record.get("identity") or {}).get(k) != v
+        )
+        raise ForeignRecordError(
+            f"result record {path} belongs to another run (identity differs in {differing}); "
+            "it was left untouched: move or delete it"
+        )
     return record
+
+
+def lock_path(record_path: Path) -> Path:
+    """The run's lock file, beside its record (so every host sharing results_dir sees it)."""
+    return record_path.with_name(f".{record_path.stem}.lock")
+
+
+def ensure_writable(*folders: Path) -> None:
+    """Create ``folders`` and write a probe file in each, so that a read-only or full results
+    folder fails before training instead of after it."""
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder) as probe:
+                probe.write(b"probe")
+                probe.flush()
+                os.fsync(probe.fileno())
+        except OSError as err:
+            raise OSError(
+                f"cannot write to {folder} ({err.strerror or err}); fix it before training"
+            ) from err
+
+
+def remove_orphan_temporaries(folder: Path, older_than_s: float = 3600.0) -> None:
+    """Delete ``.*.tmp`` files that a killed ``write_json`` left (older than an hour, so a
+    concurrent writer's file is never touched)."""
+    if not folder.is_dir():
+        return
+    cutoff = datetime.now(timezone.utc).timestamp() - older_than_s
+    for tmp in folder.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: Path, record: Any) -> Path:
     """Write ``record`` (a run record, predictions) as JSON atomically: a temp file in the same
-    folder, then ``os.replace``; an interrupted write leaves the previous file (or none)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    folder, then ``os.replace``; an interrupted write leaves the previous file (or none). The
+    file gets the umask's permissions (mkstemp's 0600 would hide it from a shared group); a
+    storage error names the path."""
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise OSError(f"cannot write {path}: {err.strerror or err}") from err
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(record, handle, indent=2, sort_keys=False, allow_nan=True)
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(f"cannot write {path}: {err.strerror or err}") from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -24,7 +24,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
-from dcft.results import CorruptRecordError, RunIdentity, read_record
+from dcft.results import CorruptRecordError, ForeignRecordError, RunIdentity, read_record
 from dcft.train import CONF_DIR
 
 EXPERIMENT_DIR = CONF_DIR / "experiment"
@@ -78,12 +78,14 @@ class PlannedRun:
     overrides: tuple[str, ...]
     identity: RunIdentity
     record: Path
-    status: str  # finished | failed | to do | corrupt
+    status: str  # finished | failed | to do | corrupt | foreign
 
 
-def _status(path: Path) -> str:
+def _status(path: Path, identity: RunIdentity) -> str:
     try:
-        record = read_record(path)
+        record = read_record(path, identity)
+    except ForeignRecordError:
+        return "foreign"
     except CorruptRecordError:
         return "corrupt"
     return "to do" if record is None else record["status"]
@@ -98,7 +100,9 @@ def plan(table: str, scale: str = "paper", overrides: Sequence[str] = ()) -> lis
                 cfg = _compose([f"+experiment={experiment}", *job])
                 identity = RunIdentity.from_config(cfg)
                 path = identity.record_path(cfg.results_dir)
-                runs.append(PlannedRun(experiment, tuple(job), identity, path, _status(path)))
+                runs.append(
+                    PlannedRun(experiment, tuple(job), identity, path, _status(path, identity))
+                )
     return runs
 
 
@@ -111,7 +115,10 @@ def print_plan(runs: Sequence[PlannedRun]) -> None:
     print(f"{len(runs)} runs: {summary}")
 
 
-def launch(table: str, scale: str, launcher: str, overrides: Sequence[str]) -> None:
+def launch(table: str, scale: str, launcher: str, overrides: Sequence[str]) -> int:
+    """Run every part of ``table`` (Table 1 has one per model) even when one fails; returns the
+    number of parts that failed, after a summary naming them."""
+    failed = []
     for experiment in experiments(table, scale):
         command = [
             sys.executable,
@@ -122,7 +129,12 @@ def launch(table: str, scale: str, launcher: str, overrides: Sequence[str]) -> N
             *overrides,
         ]
         print("+", " ".join(command), flush=True)
-        subprocess.run(command, check=True)
+        code = subprocess.run(command, check=False).returncode
+        if code != 0:
+            failed.append(f"{experiment} (exit code {code})")
+    if failed:
+        print(f"{len(failed)} part(s) of {table} failed: {'; '.join(failed)}", flush=True)
+    return len(failed)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -132,15 +144,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: the experiment's)")
     parser.add_argument("--launcher", default="basic", help="basic | gpus | local | slurm | ...")
     parser.add_argument("--dry-run", action="store_true", help="list the runs, train nothing")
+    parser.add_argument(
+        "--retry-failed", action="store_true", help="train runs whose record says failed again"
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = parser.parse_intermixed_args(argv)
     overrides = list(args.overrides)
     if args.seeds is not None:
         overrides.append(f"seed=range(0,{args.seeds})")
+    if args.retry_failed:
+        overrides.append("retry_failed=true")
     if args.dry_run:
         print_plan(plan(args.table, args.scale, overrides))
-    else:
-        launch(args.table, args.scale, args.launcher, overrides)
+    elif launch(args.table, args.scale, args.launcher, overrides):
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -68,10 +68,16 @@ class Tracker:
 
     report_to: list[str] = field(default_factory=list)
     run: Any = None
+    failure: str | None = None
 
     def summarize(self, values: Mapping[str, Any]) -> None:
         if self.run is not None:
             self.run.summary.update(dict(values))
+
+    def fail(self, reason: str) -> None:
+        """Mark the run failed: its summary says why and it ends with a failing exit code."""
+        self.failure = reason
+        self.summarize({"status": "failed", "failure_reason": reason})
 
 
 @contextmanager
@@ -100,7 +106,8 @@ def tracking(
         dir=str(run_dir),
         config=dict(config),
     )
+    tracker = Tracker(["wandb"], run)
     try:
-        yield Tracker(["wandb"], run)
+        yield tracker
     finally:
-        wandb.finish()
+        wandb.finish(exit_code=1 if tracker.failure else 0)

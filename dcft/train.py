@@ -17,7 +17,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback, set_seed
 
-from dcft.data import get_task, load_task_data
+from dcft.checkpoints import PreemptedError, last_complete_checkpoint
+from dcft.data import data_fingerprint, get_task, load_task_data
 from dcft.distributed import is_main_process, process_rank
 from dcft.gpu_pool import claim_gpu
 from dcft.methods import apply_method, count_parameters, save_adapter
@@ -25,23 +26,28 @@ from dcft.metrics import main_metric
 from dcft.models import build_model, load_tokenizer
 from dcft.results import (
     RunIdentity,
+    ensure_writable,
     hparams_hash,
+    lock_path,
     make_record,
     method_slug,
     read_record,
+    remove_orphan_temporaries,
     summarize,
     write_json,
 )
+from dcft.run_lock import RunLockedError, run_lock
 from dcft.runtime import resolve_precision, split_batch, world_size
 from dcft.tracking import tracking
 from dcft.training import (
     NonFiniteLossError,
     fit,
-    last_complete_checkpoint,
     peak_memory,
     prepare_data,
 )
 
+# The finished record, kept in the run folder until it is written to the results folder.
+PENDING_RECORD = "record.json"
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # conf/hydra/launcher/gpus.yaml: parallel joblib workers, each claims its own GPU.
 GPU_POOL_LAUNCHER = "gpus"
@@ -56,9 +62,15 @@ def _hash_resolver(*, _root_: DictConfig) -> str:
     return hparams_hash(_root_)
 
 
-# ${method_slug:} and ${run_hash:} name run folders in conf/ (hydra.run.dir, logger names).
+def _data_resolver(*, _root_: DictConfig) -> str:
+    return data_fingerprint(_root_.task.name, _root_.data.dir)
+
+
+# ${method_slug:} and ${run_hash:} name run folders in conf/ (hydra.run.dir, logger names);
+# ${data_fingerprint:} puts the content of the data files into the run's key.
 OmegaConf.register_new_resolver("method_slug", _slug_resolver, replace=True)
 OmegaConf.register_new_resolver("run_hash", _hash_resolver, replace=True)
+OmegaConf.register_new_resolver("data_fingerprint", _data_resolver, replace=True)
 
 
 def run_settings(cfg: DictConfig) -> dict[str, Any]:
@@ -85,24 +97,95 @@ def _log(message: str) -> None:
     print(f"[dcft] {message}", flush=True)
 
 
-def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any] | None:
-    """Train, evaluate and record one run; returns its record (the existing one if finished),
-    or None in the non-main processes of a multi-GPU run, which write nothing."""
+def check_settings(cfg: DictConfig) -> None:
+    """Refuse, before anything is loaded, settings under which nothing would train (they would
+    otherwise end as "finished" records) or that do not match this launch."""
+    trainer = cfg.trainer
+    numbers = {
+        "seed": cfg.seed,
+        "trainer.learning_rate": trainer.learning_rate,
+        "trainer.num_epochs": trainer.num_epochs,
+        "trainer.max_steps": trainer.max_steps,
+        "trainer.batch_size": trainer.batch_size,
+    }
+    for key, value in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{key} must be a number, got {value!r}")
+    if not trainer.learning_rate > 0:
+        raise ValueError(f"trainer.learning_rate must be > 0, got {trainer.learning_rate}")
+    if trainer.max_steps == 0 or (trainer.max_steps < 0 and not trainer.num_epochs > 0):
+        raise ValueError(
+            f"nothing would train: trainer.max_steps={trainer.max_steps}, "
+            f"trainer.num_epochs={trainer.num_epochs} (set max_steps > 0, or max_steps=-1 and "
+            "num_epochs > 0)"
+        )
     if int(cfg.processes) != world_size():
         raise ValueError(
             f"processes={cfg.processes} but this launch runs {world_size()} process(es) "
             "(WORLD_SIZE); leave `processes` unset: it is read from torchrun / accelerate"
         )
+
+
+def _log(message: str) -> None:
+    print(f"[dcft] {message}", flush=True)
+
+
+def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any] | None:
+    """Train, evaluate and record one run; returns its record (the existing one if finished, or
+    failed and ``retry_failed`` is off), or None when another process holds the run and in the
+    non-main processes of a multi-GPU run, which write nothing."""
+    check_settings(cfg)
     cfg.trainer.precision = resolve_precision(cfg.trainer.precision)
     identity = RunIdentity.from_config(cfg)
     record_path = identity.record_path(cfg.results_dir)
-    existing = read_record(record_path)
-    if existing is not None and existing["status"] == "finished":
+    done = _existing_record(cfg, identity, record_path)
+    if done is not None:
+        return done
+    try:
+        with run_lock(lock_path(record_path)):
+            return _existing_record(cfg, identity, record_path) or _train(
+                cfg, identity, record_path, callbacks
+            )
+    except RunLockedError as err:
+        _log(f"skipped: {err}")
+        return None
+
+
+def _existing_record(
+    cfg: DictConfig, identity: RunIdentity, record_path: Path
+) -> dict[str, Any] | None:
+    existing = read_record(record_path, identity)
+    if existing is None:
+        return None
+    if existing["status"] == "finished":
         _log(f"already finished, nothing to train; record: {record_path}")
         return existing
+    if not cfg.retry_failed:
+        _log(
+            f"failed before ({existing['failure_reason']}); not retried (retry_failed=true "
+            f"retries it); record: {record_path}"
+        )
+        return existing
+    return None
 
+
+def _train(
+    cfg: DictConfig,
+    identity: RunIdentity,
+    record_path: Path,
+    callbacks: Sequence[TrainerCallback],
+) -> dict[str, Any] | None:
     run_dir = Path(cfg.run_dir)
     checkpoints = run_dir / "checkpoints"
+    pending = run_dir / PENDING_RECORD
+    if is_main_process():
+        remove_orphan_temporaries(record_path.parent)
+        ensure_writable(record_path.parent, run_dir)
+        kept = read_record(pending, identity)
+        if kept is not None:
+            _log(f"trained before, record not written then; writing it now: {record_path}")
+            return _publish(kept, record_path, checkpoints)
+
     resume_from = last_complete_checkpoint(checkpoints)
     if resume_from is not None:
         _log(f"resuming from {resume_from}")
@@ -145,6 +228,7 @@ def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str,
                 callbacks=callbacks,
             )
         except NonFiniteLossError as err:
+            tracker.fail(str(err))
             if not is_main_process():
                 return None
             record = make_record(
@@ -156,10 +240,8 @@ def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str,
                 run_settings=settings,
                 data=raw.provenance,
             )
-            write_json(record_path, record)
-            shutil.rmtree(checkpoints, ignore_errors=True)
-            _log(f"FAILED: {err}; record: {record_path}")
-            return record
+            _log(f"FAILED: {err}")
+            return _publish(record, record_path, checkpoints)
 
         if not is_main_process():
             _log(f"process {process_rank()} done; the main process writes the record")
@@ -187,16 +269,26 @@ def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str,
             predictions_path=str(predictions),
             run_dir=str(run_dir),
         )
-        write_json(record_path, record)
+        # Kept in the run folder first: if the results folder cannot take the record (full
+        # disk, permissions), a rerun writes this one instead of training again.
+        write_json(pending, record)
         tracker.summarize(
             {
                 f"best/{metric}": best["metrics"][metric_split][metric] if best else None,
                 "parameters/paper": parameters["paper"],
             }
         )
-    shutil.rmtree(checkpoints, ignore_errors=True)
     score = best["metrics"][metric_split][metric] if best else float("nan")
-    _log(f"finished: best {metric_split} {metric} {score:.4f}; record: {record_path}")
+    _log(f"finished: best {metric_split} {metric} {score:.4f}")
+    return _publish(record, record_path, checkpoints)
+
+
+def _publish(record: dict[str, Any], record_path: Path, checkpoints: Path) -> dict[str, Any]:
+    """Write the record where the tables read it, then drop what only a resume needed."""
+    write_json(record_path, record)
+    _log(f"record: {record_path}")
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    (checkpoints.parent / PENDING_RECORD).unlink(missing_ok=True)
     return record
 
 
@@ -206,7 +298,13 @@ def main(cfg: DictConfig) -> None:
         gpu = claim_gpu()
         if gpu is not None:
             _log(f"worker uses GPU {gpu}")
-    run(cfg)
+    try:
+        run(cfg)
+    except PreemptedError as err:
+        _log(f"stopped: {err}")
+        if callable(err.previous_handler):
+            err.previous_handler(err.signum, None)  # e.g. submitit's requeue
+        raise SystemExit(128 + err.signum) from None
 
 
 if __name__ == "__main__":

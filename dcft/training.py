@@ -5,8 +5,8 @@
 - AdamW is built here so that the method's auxiliary parameters (SoRA's gates) stay out of it;
   their own optimiser steps right after every main step (``AuxiliaryOptimizerCallback``) and
   is saved in every checkpoint beside the main one;
-- a run resumes from its newest *complete* checkpoint (``last_complete_checkpoint``), so a
-  process killed while writing one resumes from the one before;
+- checkpoints are sealed by a manifest and rotated only after that (``dcft.checkpoints``); a
+  PEFT run's checkpoint holds its trainable tensors only;
 - evaluation runs the task's scorer on every eval split (GLUE metrics; SQuAD post-processing then
   EM/F1), optionally with the updates merged into the weights;
 - ``StepTimer`` times every optimiser step.
@@ -30,6 +30,7 @@ import datasets
 import numpy as np
 import torch
 from omegaconf import DictConfig
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import (
     DataCollatorWithPadding,
@@ -39,20 +40,29 @@ from transformers import (
     TrainingArguments,
 )
 from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, speed_metrics
 
+from dcft.checkpoints import (
+    CheckpointClock,
+    checkpoint_step,
+    keep_newest,
+    write_manifest,
+)
 from dcft.data import (
     get_task,
-    postprocess_squad_predictions,
+    postprocess_squad,
     tokenize_glue,
     tokenize_squad,
 )
 from dcft.methods import applied_method, merged, regularizer
 from dcft.metrics import glue_metrics, squad_metrics
+from dcft.runtime import resolve_precision, split_batch, world_size
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 EVAL_STRATEGIES = ("epoch", "steps")
 AUXILIARY_STATE = "auxiliary_optimizer.pt"
+# What a PEFT run's checkpoint holds instead of the whole model: its trainable tensors only.
+TRAINABLE_STATE = "trainable.safetensors"
 _SPEED_KEYS = ("runtime", "samples_per_second", "steps_per_second")
 
 
@@ -115,13 +125,14 @@ class Scorer:
             else logits.argmax(axis=-1)
         )
         self.predictions[split] = {"predictions": preds.tolist(), "labels": labels.tolist()}
-        return glue_metrics(self.spec.name, preds, labels)
+        return glue_metrics(self.spec.name, preds, labels, split=split)
 
     def _squad(self, split: str, logits: Sequence[np.ndarray]) -> dict[str, float]:
         start, end = logits
         version_2 = self.spec.name == "squad_v2"
         examples = self.data.eval_examples[split]
-        answers = postprocess_squad_predictions(
+        threshold = self.task.null_score_diff_threshold
+        answers = postprocess_squad(
             examples,
             self.data.eval[split],
             start,
@@ -129,10 +140,18 @@ class Scorer:
             n_best_size=self.task.n_best_size,
             max_answer_length=self.task.max_answer_length,
             version_2=version_2,
-            null_score_diff_threshold=self.task.null_score_diff_threshold,
+            null_score_diff_threshold=threshold,
         )
-        self.predictions[split] = {"predictions": answers}
-        return squad_metrics(answers, examples, version_2=version_2)
+        if not version_2:
+            self.predictions[split] = {"predictions": answers.texts}
+            return squad_metrics(answers.texts, examples)
+        # The null-score differences are the official v2 script's na_probs: they give the best
+        # thresholds, and at the threshold used for the answers they change no score.
+        diffs = answers.null_score_diffs
+        self.predictions[split] = {"predictions": answers.texts, "null_score_diffs": diffs}
+        return squad_metrics(
+            answers.texts, examples, version_2=True, na_probs=diffs, na_prob_thresh=threshold
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,9 +165,11 @@ class DcftTrainer(Trainer):
         scorer: Scorer,
         merged_eval: bool = False,
         auxiliary_optimizer: torch.optim.Optimizer | None = None,
+        keep_checkpoints: int = 1,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
+        self.keep_checkpoints = keep_checkpoints
         self.scorer = scorer
         self.merged_eval = merged_eval
         self.auxiliary_optimizer = auxiliary_optimizer
@@ -184,6 +205,48 @@ class DcftTrainer(Trainer):
             )
         return self.optimizer
 
+    @property
+    def _saves_trainable_only(self) -> bool:
+        """A PEFT run (some parameters frozen) checkpoints only what trains: the frozen backbone
+        is reloaded from its source on resume (19 GB per checkpoint saved on DeBERTaV2-xxl)."""
+        return any(not p.requires_grad for p in self.model.parameters())
+
+    def _trainable(self) -> dict[str, nn.Parameter]:
+        return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        if not self._saves_trainable_only:
+            super()._save(output_dir, state_dict)
+            return
+        if not self.args.should_save:
+            return
+        folder = Path(output_dir or self.args.output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {n: p.detach().cpu().contiguous() for n, p in self._trainable().items()}
+        save_file(tensors, folder / TRAINABLE_STATE)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None):
+        path = Path(resume_from_checkpoint) / TRAINABLE_STATE
+        if not self._saves_trainable_only:
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+            return
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"checkpoint {resume_from_checkpoint} has no {TRAINABLE_STATE} (the trainable "
+                "state of a PEFT run); delete the checkpoint to start over"
+            )
+        saved = load_file(path)
+        trainable = self._trainable()
+        if set(saved) != set(trainable):
+            raise ValueError(
+                f"{path} holds other tensors than this run trains (missing: "
+                f"{sorted(set(trainable) - set(saved))[:5]}, unexpected: "
+                f"{sorted(set(saved) - set(trainable))[:5]}); it belongs to another run"
+            )
+        with torch.no_grad():
+            for name, parameter in trainable.items():
+                parameter.copy_(saved[name])
+
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
         """The auxiliary optimiser's state is written with the main one, i.e. before
         trainer_state.json, which the Trainer writes last and which marks a complete checkpoint."""
@@ -216,12 +279,37 @@ class DcftTrainer(Trainer):
             extra = regularizer(self.accelerator.unwrap_model(model))
             if extra is not None:
                 loss = loss + extra
-            if not torch.isfinite(loss.detach()).all():
-                raise NonFiniteLossError(
-                    f"training loss is {loss.detach().float().mean().item()} at optimiser step "
-                    f"{self.state.global_step + 1} (learning rate {self._get_learning_rate():.3g})"
-                )
+            self._check_finite(loss.detach())
         return (loss, outputs) if return_outputs else loss
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        """Every process learns whether any process's loss is NaN/inf (one all-reduce of a flag
+        per rank), so all stop together and the main process records the reason; alone, a
+        failing rank would exit and leave the others hanging in the next collective."""
+        finite = bool(torch.isfinite(loss).all())
+        bad_ranks = [] if finite else [self.args.process_index]
+        if self.args.world_size > 1 and torch.distributed.is_initialized():
+            flags = torch.zeros(self.args.world_size, device=loss.device)
+            flags[self.args.process_index] = 0.0 if finite else 1.0
+            torch.distributed.all_reduce(flags)
+            bad_ranks = [rank for rank, flag in enumerate(flags.tolist()) if flag]
+        if bad_ranks:
+            where = f" on rank(s) {bad_ranks}" if self.args.world_size > 1 else ""
+            value = "" if finite else f" {loss.float().mean().item()}"
+            raise NonFiniteLossError(
+                f"training loss is not finite{where} ({'this rank:' + value if value else 'nan/inf'}) "
+                f"at optimiser step {self.state.global_step + 1} "
+                f"(learning rate {self._get_learning_rate():.3g})"
+            )
+
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        """The Trainer's checkpoint, then its manifest (the mark of a complete checkpoint), then
+        the rotation of older ones: never a moment without one complete checkpoint."""
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = Path(self._get_output_dir(trial=trial))
+            write_manifest(folder / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            keep_newest(folder, self.keep_checkpoints)
 
     def evaluate(
         self,
@@ -258,12 +346,21 @@ class DcftTrainer(Trainer):
         return metrics
 
 
-class StepTimer(TrainerCallback):
-    """Wall time of every optimiser step (forward, backward, clip, step), evaluation excluded."""
+class StepTimer(TrainerCallback, ExportableState):
+    """Wall time of the training and of every optimiser step (forward, backward, clip, step;
+    evaluation excluded), per segment: a run killed and resumed trains in several segments, and
+    each checkpoint carries the segments so far (trainer_state.json), so the record sums them.
+    A segment's time runs from its start to its last checkpoint; work after that checkpoint is
+    lost and redone (and timed) in the next segment."""
 
-    def __init__(self) -> None:
+    def __init__(self, segments: Sequence[Mapping[str, Any]] = ()) -> None:
+        self.segments = [dict(s) for s in segments]  # earlier segments, from the checkpoint
         self.times: list[float] = []
+        self._started = time.perf_counter()
         self._start: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._started = time.perf_counter()
 
     @staticmethod
     def _now() -> float:
@@ -279,37 +376,78 @@ class StepTimer(TrainerCallback):
             self.times.append(self._now() - self._start)
             self._start = None
 
-    @property
-    def median(self) -> float | None:
-        return statistics.median(self.times) if self.times else None
+    def current_segment(self) -> dict[str, Any]:
+        return {
+            "wall_time_s": time.perf_counter() - self._started,
+            "optimizer_steps": len(self.times),
+            "median_step_time_s": statistics.median(self.times) if self.times else None,
+        }
+
+    def all_segments(self) -> list[dict[str, Any]]:
+        return [*self.segments, self.current_segment()]
+
+    def state(self) -> dict[str, Any]:
+        return {"args": {"segments": self.all_segments()}, "attributes": {}}
+
+    @staticmethod
+    def segments_in(checkpoint: Path | None) -> list[dict[str, Any]]:
+        """The segments a checkpoint recorded (none for a fresh start)."""
+        if checkpoint is None:
+            return []
+        state = json.loads((checkpoint / TRAINER_STATE_NAME).read_text())
+        saved = (state.get("stateful_callbacks") or {}).get(StepTimer.__name__) or {}
+        return list((saved.get("args") or {}).get("segments") or [])
+
+
+def total_timing(segments: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Summed wall time and steps over segments; the median step time is the step-weighted
+    median of the segments' medians (exact for one segment)."""
+    timed = sorted(
+        (s["median_step_time_s"], s["optimizer_steps"])
+        for s in segments
+        if s["median_step_time_s"] is not None
+    )
+    steps = sum(n for _, n in timed)
+    median, seen = None, 0
+    for value, n in timed:
+        seen += n
+        if seen * 2 >= steps:
+            median = value
+            break
+    return {
+        "train_wall_time_s": sum(s["wall_time_s"] for s in segments),
+        "median_step_time_s": median,
+        "segments": [dict(s) for s in segments],
+    }
 
 
 class AuxiliaryOptimizerCallback(TrainerCallback):
-    """Steps the method's auxiliary optimiser (SoRA's proximal SparseAdamW) right after each main
+    """Steps the method's auxiliary optimiser (SoRA's SparseAdamW) right after each main
     optimiser step, i.e. once per accumulated batch, before the Trainer zeroes the gradients.
-    (``DcftTrainer`` saves and restores its state with the checkpoints.)"""
+
+    Every param group follows the main schedule (as SoRA's gate scheduler does) unless it sets
+    ``follow_schedule`` False: its rate is its base rate (``initial_lr``, recorded here before any
+    step) times the main scheduler's current multiplier. The multiplier is read from the main
+    scheduler, which the Trainer restores on resume, so nothing more is checkpointed.
+    (``DcftTrainer`` saves and restores the optimiser's state with the checkpoints.)"""
 
     def __init__(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
 
-    def on_optimizer_step(self, args, state, control, **kwargs):
+    def on_optimizer_step(self, args, state, control, lr_scheduler=None, **kwargs):
+        last, base = lr_scheduler.get_last_lr()[0], lr_scheduler.base_lrs[0]
+        multiplier = last / base if base > 0 else 1.0
+        for group in self.optimizer.param_groups:
+            if group.get("follow_schedule", True):
+                group["lr"] = group["initial_lr"] * multiplier
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
 
 # ---------------------------------------------------------------------------------------------
 # Settings, fitting, and what a run reports.
-
-
-def resolve_precision(precision: str) -> str:
-    """``auto``: bf16 on a CUDA device that supports it, else fp16 on CUDA, fp32 on CPU."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
-    if precision != "auto":
-        return precision
-    if not torch.cuda.is_available():
-        return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
 def training_arguments(
@@ -323,6 +461,7 @@ def training_arguments(
     if not 0 <= trainer.warmup_ratio < 1:
         raise ValueError(f"trainer.warmup_ratio must be in [0, 1), got {trainer.warmup_ratio}")
     precision = resolve_precision(trainer.precision)
+    batch = split_batch(trainer.batch_size, world_size(), trainer.gradient_accumulation_steps)
     eval_steps = trainer.eval_steps or trainer.logging_steps
     if not trainer.save_checkpoints:
         save = {"save_strategy": "no"}
@@ -332,7 +471,7 @@ def training_arguments(
         save = {"save_strategy": trainer.eval_strategy, "save_steps": eval_steps}
     return TrainingArguments(
         output_dir=str(output_dir),
-        per_device_train_batch_size=trainer.batch_size,
+        per_device_train_batch_size=batch.per_device,
         per_device_eval_batch_size=trainer.eval_batch_size,
         gradient_accumulation_steps=trainer.gradient_accumulation_steps,
         num_train_epochs=trainer.num_epochs,
@@ -350,8 +489,12 @@ def training_arguments(
         logging_strategy="steps",
         logging_steps=trainer.logging_steps,
         logging_nan_inf_filter=False,
-        save_total_limit=trainer.save_total_limit,
+        save_total_limit=None,  # DcftTrainer rotates, after the new checkpoint is sealed
         **save,
+        activation_checkpointing=bool(trainer.gradient_checkpointing),
+        # Non-reentrant checkpointing also works when the inputs need no gradient (frozen
+        # embeddings of every PEFT method).
+        activation_checkpointing_kwargs={"use_reentrant": False},
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         seed=seed,
@@ -409,11 +552,8 @@ class FitResult:
     evaluations: list[dict[str, Any]]
     loss_history: list[dict[str, Any]]
     predictions: dict[str, dict[str, Any]]
-    train_wall_time_s: float
-    median_step_time_s: float | None
-    optimizer_steps: int
-    train_samples_per_second: float | None
-    resumed_from_step: int | None
+    # total_timing() over every segment, plus optimizer_steps, samples/s, resumed_from_step
+    timing: dict[str, Any]
 
 
 def fit(
@@ -433,10 +573,13 @@ def fit(
     args = training_arguments(cfg.trainer, output_dir, int(cfg.seed), report_to, run_name)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    timer = StepTimer()
+    timer = StepTimer(StepTimer.segments_in(resume_from))
     method = applied_method(model)
     auxiliary = method.auxiliary_optimizer(model, args.learning_rate) if method else None
     extra: list[TrainerCallback] = [timer, *callbacks]
+    if cfg.trainer.save_checkpoints:
+        minutes = cfg.trainer.save_every_minutes
+        extra.append(CheckpointClock(minutes * 60 if minutes else None))
     if auxiliary is not None:
         if args.fp16:
             raise ValueError(
@@ -456,10 +599,16 @@ def fit(
         scorer=scorer,
         merged_eval=bool(cfg.trainer.merged_eval),
         auxiliary_optimizer=auxiliary,
+        keep_checkpoints=cfg.trainer.save_total_limit,
     )
-    start = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    wall = time.perf_counter() - start
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    timing = total_timing(timer.all_segments())
+    samples = (trainer.state.epoch or 0.0) * len(data.train)
+    timing.update(
+        optimizer_steps=trainer.state.global_step,
+        train_samples_per_second=samples / timing["train_wall_time_s"],
+        resumed_from_step=checkpoint_step(resume_from),
+    )
     evaluations = evaluations_from_history(trainer.state.log_history, list(data.eval))
     evaluated_last = bool(evaluations) and evaluations[-1]["step"] == trainer.state.global_step
     if not evaluated_last or set(scorer.predictions) != set(data.eval):
@@ -469,33 +618,5 @@ def fit(
         evaluations=evaluations,
         loss_history=loss_history(trainer.state.log_history),
         predictions=scorer.predictions,
-        train_wall_time_s=wall,
-        median_step_time_s=timer.median,
-        optimizer_steps=trainer.state.global_step,
-        train_samples_per_second=output.metrics.get("train_samples_per_second"),
-        resumed_from_step=_checkpoint_step(resume_from),
+        timing=timing,
     )
-
-
-def last_complete_checkpoint(folder: Path) -> Path | None:
-    """The newest ``checkpoint-<step>`` in ``folder`` whose trainer_state.json parses. The Trainer
-    writes that file last, so a checkpoint cut short by a kill (or a full disk) is passed over
-    and the run resumes from the one before; transformers' get_last_checkpoint would pick it."""
-    if not folder.is_dir():
-        return None
-    numbered = [
-        path
-        for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-        if path.is_dir() and path.name.rsplit("-", 1)[1].isdigit()
-    ]
-    for checkpoint in sorted(numbered, key=_checkpoint_step, reverse=True):
-        try:
-            json.loads((checkpoint / TRAINER_STATE_NAME).read_text())
-        except (OSError, ValueError):
-            continue
-        return checkpoint
-    return None
-
-
-def _checkpoint_step(checkpoint: Path | None) -> int | None:
-    return int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else None

@@ -364,10 +364,13 @@ def _online_without_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
 def no_local_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     _online_without_data_dir(monkeypatch)
 
-    def forbidden(*args, **kwargs):
-        raise AssertionError("load_dataset must not be called")
+    def cache_miss(*args, **kwargs):
+        # Offline or unreachable: only the local cache may be read (datasets' offline mode), and
+        # here it holds nothing.
+        assert datasets.config.HF_DATASETS_OFFLINE, "only the offline cache may be read"
+        raise ConnectionError("Couldn't reach the Hugging Face Hub (OfflineModeIsEnabled)")
 
-    monkeypatch.setattr(datasets, "load_dataset", forbidden)
+    monkeypatch.setattr(datasets, "load_dataset", cache_miss)
 
 
 @pytest.mark.usefixtures("no_local_dir")

@@ -16,7 +16,7 @@ PAPER_CELLS = {
     "table3": 2 * 5,
     "table4": 6 * 6,
     "table5": 4 * 4,
-    "table6": 4 * 5,
+    "table6": 4 * 6,  # the paper's five rows + q,k,v,o,ffn_out beside its Q,K,V,O (18.4K)
 }
 MINI_CELLS = {
     "table1": 5 * 9,
@@ -73,12 +73,16 @@ def test_dry_run_names_every_run_and_sees_finished_ones(tmp_path, table, scale):
     assert {r.status for r in runs} == {"to do"}
     done = runs[0].record
     done.parent.mkdir(parents=True)
-    done.write_text(json.dumps({"status": "finished"}))
+    done.write_text(json.dumps({"status": "finished", "identity": runs[0].identity.to_dict()}))
     runs[1].record.parent.mkdir(parents=True, exist_ok=True)
     runs[1].record.write_text("{not json")
     again = plan(table, scale, [f"results_dir={tmp_path}", "seed=0"])
     assert [r.status for r in again[:2]] == ["finished", "corrupt"]
     assert {r.status for r in again[2:]} == {"to do"}
+    # A record of another run copied to this path is not trusted as this run's.
+    runs[2].record.parent.mkdir(parents=True, exist_ok=True)
+    runs[2].record.write_text(done.read_text())
+    assert plan(table, scale, [f"results_dir={tmp_path}", "seed=0"])[2].status == "foreign"
 
 
 def test_cli_takes_overrides_after_its_flags(tmp_path, capsys):
@@ -97,5 +101,6 @@ def test_table5_and_table6_cover_the_papers_settings():
         ("q", "v"),
         ("q", "k", "v"),
         ("q", "k", "v", "o"),
+        ("q", "k", "v", "o", "ffn_out"),
         ("q", "k", "v", "o", "ffn_in", "ffn_out"),
     }

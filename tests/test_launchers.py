@@ -42,6 +42,13 @@ def test_torchrun_trains_one_run_over_two_processes(tmp_path, tiny_data):
     (path,) = records(tmp_path / "results")
     record = json.loads(path.read_text())
     assert record["status"] == "finished" and record["timing"]["optimizer_steps"] == 4
-    # Two processes x batch 8 x 4 steps = 64 of the 48 training examples: 4/3 epochs.
-    assert record["evaluations"][-1]["epoch"] == pytest.approx(64 / 48, abs=0.01)
+    # trainer.batch_size is global: 8 = 2 processes x 4, so 4 steps see 32 of the 48 examples.
+    assert record["evaluations"][-1]["epoch"] == pytest.approx(32 / 48, abs=0.01)
+    assert record["run_settings"]["batch"] == {
+        "global_batch_size": 8,
+        "per_device": 4,
+        "processes": 2,
+        "gradient_accumulation_steps": 1,
+    }
+    assert record["config"]["processes"] == 2
     assert "process 1 done; the main process writes the record" in stdout

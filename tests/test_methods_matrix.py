@@ -104,7 +104,10 @@ def expected_trainable(arch: str, method: str, options: dict, model_before) -> s
         return names | {n for n in backbone if n.endswith(".bias")}
     base = f"{PREFIX[arch]}.encoder.layer"
     if method in ("hadapter", "padapter"):
-        sites = ["output.dropout"] + (["attention.output.dropout"] if method == "hadapter" else [])
+        # Houlsby replaces the sub-layers' dropouts; Pfeiffer wraps the FFN output sub-layer.
+        sites = (
+            ["output.dropout", "attention.output.dropout"] if method == "hadapter" else ["output"]
+        )
         return names | {
             f"{base}.{i}.{s}.{p}.{w}"
             for i in range(layers)

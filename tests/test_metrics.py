@@ -7,7 +7,14 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from dcft.metrics import glue_metrics, main_metric, normalize_answer, squad_metrics
+from dcft.metrics import (
+    glue_metrics,
+    main_metric,
+    normalize_answer,
+    squad_metrics,
+    squad_v1_scores,
+    squad_v2_scores,
+)
 
 
 @pytest.fixture
@@ -170,8 +177,84 @@ def test_squad_v2_partial_f1_and_empty_group() -> None:
     scores = squad_metrics({"q1": "1889 exactly"}, references, version_2=True)
     assert scores["f1"] == pytest.approx(100 * 2 / 3)
     assert scores["exact_match"] == 0.0
-    assert scores["NoAns_total"] == 0.0
-    assert "NoAns_f1" not in scores
+    assert not any(key.startswith("NoAns") for key in scores)  # as the official script
+
+
+def test_squad_empty_prediction_against_punctuation_gold() -> None:
+    """Gold "." normalises to nothing: v1.1 scores an empty prediction EM 1 but F1 0 (no common
+    token), v2.0 scores it 1 and 1 (its no-answer rule)."""
+    references = [_ref("q1", ".")]
+    assert squad_v1_scores({"q1": ""}, references) == {"exact_match": 100.0, "f1": 0.0}
+    v2 = squad_v2_scores({"q1": ""}, references)
+    assert (v2["exact"], v2["f1"], v2["HasAns_total"]) == (100.0, 100.0, 1)
+
+
+def test_squad_v2_scores_official_keys() -> None:
+    scores = squad_v2_scores({"a": "x", "b": ""}, [_ref("a", "x"), _ref("b")])
+    assert list(scores) == [
+        "exact",
+        "f1",
+        "total",
+        "HasAns_exact",
+        "HasAns_f1",
+        "HasAns_total",
+        "NoAns_exact",
+        "NoAns_f1",
+        "NoAns_total",
+    ]
+    assert isinstance(scores["total"], int)
+
+
+# Best thresholds by hand: the sweep starts from "everything no-answer" (2 of 4 right), then
+# lets each question answer in na_prob order: has1 +1 (3, the best, at 0.1), no2 abstains anyway
+# (3), has2 is wrong (3), no1 answers an unanswerable question (2).
+_BEST_REFS = [_ref("has1", "Paris"), _ref("has2", "Rome"), _ref("no1"), _ref("no2")]
+_BEST_PREDS = {"has1": "Paris", "has2": "Milan", "no1": "London", "no2": ""}
+_BEST_NA = {"has1": 0.1, "has2": 0.6, "no1": 0.8, "no2": 0.3}
+
+
+def test_squad_v2_best_thresholds_by_hand() -> None:
+    scores = squad_v2_scores(_BEST_PREDS, _BEST_REFS, _BEST_NA)
+    assert (scores["exact"], scores["f1"]) == (50.0, 50.0)  # no na_prob above the default 1.0
+    assert {k: v for k, v in scores.items() if k.startswith("best")} == {
+        "best_exact": 75.0,
+        "best_exact_thresh": 0.1,
+        "best_f1": 75.0,
+        "best_f1_thresh": 0.1,
+    }
+
+
+def test_squad_v2_na_prob_threshold_turns_answers_into_abstentions() -> None:
+    # above 0.5: has2 (wrong either way) and no1 (now right) answer "no answer"
+    scores = squad_v2_scores(_BEST_PREDS, _BEST_REFS, _BEST_NA, na_prob_thresh=0.5)
+    assert (scores["exact"], scores["HasAns_exact"], scores["NoAns_exact"]) == (75.0, 50.0, 100.0)
+
+
+def test_squad_metrics_names_v2_exact_exact_match() -> None:
+    runner = squad_metrics(_BEST_PREDS, _BEST_REFS, version_2=True, na_probs=_BEST_NA)
+    official = squad_v2_scores(_BEST_PREDS, _BEST_REFS, _BEST_NA)
+    official["exact_match"] = official.pop("exact")
+    assert runner == official
+
+
+def test_squad_v2_needs_every_prediction_and_na_prob() -> None:
+    with pytest.raises(ValueError, match=r"predictions lack 1 of 4 question ids.*'no2'"):
+        squad_v2_scores({k: v for k, v in _BEST_PREDS.items() if k != "no2"}, _BEST_REFS)
+    with pytest.raises(ValueError, match=r"na_probs lack 1 of 4"):
+        squad_v2_scores(_BEST_PREDS, _BEST_REFS, {"has1": 0.0, "has2": 0.0, "no1": 0.0})
+
+
+def test_squad_v1_refuses_unanswerable_questions_and_na_probs() -> None:
+    with pytest.raises(ValueError, match="'q2' has no gold answer"):
+        squad_v1_scores({"q1": "x", "q2": ""}, [_ref("q1", "x"), _ref("q2")])
+    with pytest.raises(ValueError, match="na_probs only apply to SQuAD v2"):
+        squad_metrics({"q1": "x"}, [_ref("q1", "x")], na_probs={"q1": 0.0})
+
+
+@pytest.mark.parametrize(("task", "hidden"), [("sst2", [-1, -1, -1]), ("stsb", [-1.0] * 3)])
+def test_glue_metrics_refuses_hidden_test_labels(task: str, hidden: list) -> None:
+    with pytest.raises(ValueError, match=rf"{task} \(test\): 3 of 3 labels are -1.*hidden"):
+        glue_metrics(task, [0, 1, 1], hidden, split="test")
 
 
 def test_squad_metrics_accepts_dataset() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -51,7 +52,6 @@ def test_hash_covers_hyperparameters_not_places():
     for same in (
         "results_dir=/elsewhere",
         "outputs_dir=/x",
-        "data.dir=/d",
         "logger=none",
         "trainer.logging_steps=1",
         "method.options.stride=8",
@@ -67,6 +67,22 @@ def test_hash_covers_hyperparameters_not_places():
         "model=tiny-roberta",
     ):
         assert hparams_hash(compose_config([different])) != hparams_hash(base), different
+
+
+def test_hash_follows_the_data_content_not_its_place(tmp_path, tiny_data):
+    """Three data folders used to share one key (and were averaged as seeds of one cell)."""
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_data, copy)
+    key = {
+        d: hparams_hash(compose_config(["task=stsb", f"data.dir={d}"])) for d in (tiny_data, copy)
+    }
+    assert key[tiny_data] == key[copy]
+    with (copy / "glue" / "STS-B" / "train.tsv").open("a") as handle:
+        handle.write("extra\t\t\t\t\t\t\ta b\tc d\t1.0\n")
+    changed = hparams_hash(compose_config(["task=stsb", f"data.dir={copy}"]))
+    assert changed != key[tiny_data]
+    hub = hparams_hash(compose_config(["task=stsb", "data.dir=null"]))
+    assert hub not in (changed, key[tiny_data])
 
 
 def test_record_path_is_keyed_by_identity(tmp_path):

@@ -17,11 +17,12 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 import dcft.train
-from dcft.train import run
+from dcft.checkpoints import last_complete_checkpoint, write_manifest
 from dcft.methods import apply_method
 from dcft.models import build_model
 from dcft.results import RunIdentity
-from dcft.training import AUXILIARY_STATE, TRAINABLE_STATE, last_complete_checkpoint
+from dcft.train import run
+from dcft.training import AUXILIARY_STATE, TRAINABLE_STATE
 from tests.conftest import CONF_DIR, compose_config, place, records
 
 STEPS = ["trainer.max_steps=6", "trainer.eval_steps=2", "trainer.logging_steps=2"]
@@ -110,26 +111,26 @@ def test_killed_run_resumes_to_the_same_record(tmp_path, tiny_data, capsys, meth
     assert not (Path(cfg.run_dir) / "checkpoints").exists()
 
 
-def _checkpoint(folder: Path, step: int, state: str | None) -> Path:
+def _checkpoint(folder: Path, step: int, sealed: bool) -> Path:
     path = folder / f"checkpoint-{step}"
     path.mkdir(parents=True)
     (path / "model.safetensors").write_bytes(b"weights")
-    if state is not None:
-        (path / "trainer_state.json").write_text(state)
+    (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    if sealed:
+        write_manifest(path)
     return path
 
 
 def test_resume_passes_over_checkpoints_cut_short(tmp_path):
-    """A kill while the Trainer writes checkpoint-12 leaves it without (or with half of) its
-    trainer_state.json, which is written last: resume from checkpoint-4, the last whole one."""
+    """A kill while checkpoint-12 is written leaves it without its manifest, which is written
+    last: resume from checkpoint-4, the last sealed one."""
     assert last_complete_checkpoint(tmp_path / "absent") is None
     assert last_complete_checkpoint(tmp_path) is None
-    whole = _checkpoint(tmp_path, 4, json.dumps({"global_step": 4}))
-    _checkpoint(tmp_path, 8, '{"global_step": 8, "log_hist')
-    _checkpoint(tmp_path, 12, None)
+    whole = _checkpoint(tmp_path, 4, sealed=True)
+    _checkpoint(tmp_path, 12, sealed=False)
     (tmp_path / "checkpoint-x").mkdir()
     assert last_complete_checkpoint(tmp_path) == whole
-    _checkpoint(tmp_path, 10, json.dumps({"global_step": 10}))
+    _checkpoint(tmp_path, 10, sealed=True)
     assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-10"
 
 

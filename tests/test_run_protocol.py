@@ -82,7 +82,7 @@ def test_precision_auto_never_picks_fp16(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     assert resolve_precision("auto") == "bf16"
     assert resolve_precision("fp16") == "fp16"  # only when asked for
-    with pytest.raises(ValueError, match="unknown precision 'half'.*fp32"):
+    with pytest.raises(ValueError, match=r"unknown precision 'half'.*fp32"):
         resolve_precision("half")
 
 
@@ -108,7 +108,7 @@ def test_resolved_precision_is_part_of_the_run_key(monkeypatch):
 def test_global_batch_splits_over_processes(tmp_path, monkeypatch):
     assert split_batch(32, 4).per_device == 8
     assert split_batch(32, 2, 2).per_device == 8
-    with pytest.raises(ValueError, match="batch_size=32.*3 process"):
+    with pytest.raises(ValueError, match=r"batch_size=32.*3 process"):
         split_batch(32, 3)
     cfg = compose_config(["trainer.batch_size=32"])
     monkeypatch.setattr("dcft.training.world_size", lambda: 4)
@@ -214,7 +214,7 @@ def test_no_local_data_and_no_hub_cache_is_a_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "empty")
-    with pytest.raises(DataUnavailableError, match="offline mode is on.*cache.*DCFT_DATA_DIR"):
+    with pytest.raises(DataUnavailableError, match=r"offline mode is on.*cache.*DCFT_DATA_DIR"):
         load_task_data("rte", data_dir="")
 
 
@@ -245,3 +245,14 @@ def test_make_dry_run_needs_no_local_data(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "180" in done.stdout  # 36 cells x 5 seeds listed
     assert not (tmp_path / "shared").exists()
+
+
+def test_xxl_full_fine_tuning_recomputes_activations(tmp_path, tiny_data):
+    full = compose_config(["model=deberta-v2-xxlarge", "task=cola", "method=full"])
+    dcft = compose_config(["model=deberta-v2-xxlarge", "task=cola", "method=dcft"])
+    assert full.trainer.gradient_checkpointing and not dcft.trainer.gradient_checkpointing
+    assert training_arguments(full.trainer, tmp_path, 0, [], "x").activation_checkpointing
+    # It trains, with frozen embeddings too (non-reentrant checkpointing).
+    overrides = ["task=sst2", "method=lora", "trainer.gradient_checkpointing=true", *FAST]
+    record = run(compose_config([*overrides, *place(tmp_path, tiny_data)]))
+    assert record["status"] == "finished" and record["run_settings"]["gradient_checkpointing"]

@@ -5,6 +5,7 @@ from dcft.data.glue_tokenize import tokenize_glue
 from dcft.data.sources import (
     DATA_DIR_ENV,
     RawData,
+    data_fingerprint,
     load_raw_splits,
     load_task_data,
     resolve_data_dir,
@@ -24,6 +25,7 @@ __all__ = [
     "DataUnavailableError",
     "RawData",
     "TaskSpec",
+    "data_fingerprint",
     "get_task",
     "load_raw_splits",
     "load_task_data",

@@ -1,4 +1,4 @@
-"""Exceptions raised by the data layer."""
+"""Exceptions raised by the data layer, and the UTF-8 file reader that reports bad bytes."""
 
 from __future__ import annotations
 
@@ -27,10 +27,33 @@ def missing_split_error(
 
 
 class DataFormatError(ValueError):
-    """A local data file is malformed; the message names the file and, when known, the line."""
+    """A local data file is malformed; the message names the file and, when known, the line or
+    the record (``question id '...'`` in SQuAD JSON, ``row N`` in parquet)."""
 
-    def __init__(self, path: Path, line: int | None, problem: str) -> None:
-        where = f"{path}, line {line}" if line is not None else str(path)
-        super().__init__(f"{where}: {problem}")
+    def __init__(
+        self, path: Path, line: int | None, problem: str, *, record: str | None = None
+    ) -> None:
+        where = [str(path)]
+        if line is not None:
+            where.append(f"line {line}")
+        if record is not None:
+            where.append(record)
+        super().__init__(f"{', '.join(where)}: {problem}")
         self.path = path
         self.line = line
+        self.record = record
+
+
+def read_utf8(path: Path) -> str:
+    """The text of ``path`` without a leading BOM; a file that is not UTF-8 raises
+    :class:`DataFormatError` naming the line and byte offset of its first bad byte."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        problem = (
+            f"not UTF-8: byte {raw[err.start]:#04x} at byte offset {err.start} ({err.reason}); "
+            "re-save the file as UTF-8"
+        )
+        raise DataFormatError(path, line, problem) from None

@@ -4,20 +4,26 @@ Both readers return the columns of the Hub's ``nyu-mll/glue`` dataset (text fiel
 ``idx``) with the same features, so the rest of the pipeline cannot tell the sources apart.
 ``idx`` of a TSV row is its 0-based data-row number; this equals the Hub's ``idx`` for every task
 except MRPC, whose Hub ``idx`` counts rows of the original ``msr_paraphrase_train.txt``.
+
+Nothing malformed gets through: labels must be in the task's label set, STS-B scores in [0, 5]
+(so no NaN or inf), files UTF-8 with at least one example; each breach is a ``DataFormatError``
+naming the file and the line (TSV) or row (parquet).
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dcft.data.errors import DataFormatError
+from dcft.data.errors import DataFormatError, read_utf8
 from dcft.data.tasks import TaskSpec
 
 
@@ -92,15 +98,41 @@ def read_glue_parquet(directory: Path, spec: TaskSpec) -> datasets.Dataset:
     shards = sorted(directory.glob("*.parquet"))
     if not shards:
         raise FileNotFoundError(f"no *.parquet files in {directory}")
-    table = pa.concat_tables([pq.read_table(shard) for shard in shards])
     features = glue_features(spec)
+    table = pa.concat_tables([_read_parquet_shard(shard, spec, features) for shard in shards])
+    if table.num_rows == 0:
+        raise DataFormatError(directory, None, "no examples: its *.parquet files have no rows")
+    dataset = datasets.Dataset(table)
+    return dataset if dataset.features == features else dataset.cast(features)
+
+
+def _read_parquet_shard(shard: Path, spec: TaskSpec, features: datasets.Features) -> pa.Table:
+    """One shard's columns of ``features``, its labels checked against the task's label set."""
+    table = pq.read_table(shard)
     missing = [name for name in features if name not in table.column_names]
     if missing:
-        raise DataFormatError(
-            shards[0], None, f"missing columns {missing}; found {table.column_names}"
-        )
-    dataset = datasets.Dataset(table.select(list(features)))
-    return dataset if dataset.features == features else dataset.cast(features)
+        raise DataFormatError(shard, None, f"missing columns {missing}; found {table.column_names}")
+    _check_parquet_labels(shard, table["label"], spec)
+    return table.select(list(features))
+
+
+def _check_parquet_labels(shard: Path, labels: pa.ChunkedArray, spec: TaskSpec) -> None:
+    """Class ids must be in ``range(num_labels)``, STS-B scores in [0, 5]; nulls are errors."""
+    if spec.is_regression:
+        valid = pc.and_(pc.greater_equal(labels, 0.0), pc.less_equal(labels, 5.0))  # NaN: false
+    else:
+        valid = pc.is_in(labels, value_set=pa.array(range(spec.num_labels), type=labels.type))
+    bad = pc.indices_nonzero(pc.invert(pc.fill_null(valid, False)))
+    if len(bad) == 0:
+        return
+    row = bad[0].as_py()
+    value = labels[row].as_py()
+    problem = (
+        _score_problem(value)
+        if spec.is_regression
+        else f"label {value!r} is not one of {list(range(spec.num_labels))}"
+    )
+    raise DataFormatError(shard, None, problem, record=f"row {row}")
 
 
 def read_glue_tsv(path: Path, spec: TaskSpec) -> datasets.Dataset:
@@ -108,28 +140,44 @@ def read_glue_tsv(path: Path, spec: TaskSpec) -> datasets.Dataset:
     layout = _TSV_LAYOUTS[spec.name]
     parse_label = _label_parser(spec)
     columns: dict[str, list] = {name: [] for name in (*spec.text_fields, "label", "idx")}
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        positions, width = _resolve_columns(reader, layout, path)
-        for row in reader:
-            if not row:
-                continue
-            if len(row) != width:
-                raise DataFormatError(
-                    path, reader.line_num, f"expected {width} tab-separated fields, got {len(row)}"
-                )
-            for field in spec.text_fields:
-                columns[field].append(row[positions[field]])
-            try:
-                columns["label"].append(parse_label(row[positions["label"]]))
-            except ValueError as err:
-                raise DataFormatError(path, reader.line_num, str(err)) from None
-            columns["idx"].append(len(columns["idx"]))
+    rows = _numbered_rows(path)
+    positions, width = _resolve_columns(rows, layout, path)
+    for line, row in rows:
+        if len(row) != width:
+            raise DataFormatError(
+                path, line, f"expected {width} tab-separated fields, got {len(row)}"
+            )
+        for field in spec.text_fields:
+            columns[field].append(row[positions[field]])
+        try:
+            columns["label"].append(parse_label(row[positions["label"]]))
+        except ValueError as err:
+            raise DataFormatError(path, line, str(err)) from None
+        columns["idx"].append(len(columns["idx"]))
+    if not columns["idx"]:
+        raise DataFormatError(path, None, "no examples: the file has no data rows")
     return datasets.Dataset.from_dict(columns, features=glue_features(spec))
 
 
+def _numbered_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """Non-blank rows of a TSV with their line numbers, streamed; the file must be UTF-8 and its
+    fields within the csv module's size limit."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        try:
+            for row in reader:
+                if row:
+                    yield reader.line_num, row
+        except csv.Error as err:  # with quoting off, only "field larger than field limit"
+            problem = f"field too large ({err}); is a tab or line break missing?"
+            raise DataFormatError(path, reader.line_num, problem) from None
+        except UnicodeDecodeError:
+            read_utf8(path)  # the whole file again: raises DataFormatError at the first bad byte
+            raise
+
+
 def _resolve_columns(
-    reader: Iterator[list[str]], layout: _TsvLayout, path: Path
+    rows: Iterator[tuple[int, list[str]]], layout: _TsvLayout, path: Path
 ) -> tuple[dict[str, int], int]:
     """Map each output field to a column position and give the row width.
 
@@ -139,12 +187,13 @@ def _resolve_columns(
     if not layout.header:
         positions = {field: int(col) for field, col in layout.columns.items()}
         return positions, max(positions.values()) + 1
-    header = next(reader, None)
-    if header is None:
-        raise DataFormatError(path, 1, "empty file: expected a header row")
+    first = next(rows, None)
+    if first is None:
+        raise DataFormatError(path, None, "no examples: the file is empty (not even a header row)")
+    line, header = first
     missing = [col for col in layout.columns.values() if col not in header]
     if missing:
-        raise DataFormatError(path, 1, f"header lacks columns {missing}; found {header}")
+        raise DataFormatError(path, line, f"header lacks columns {missing}; found {header}")
     return {field: header.index(col) for field, col in layout.columns.items()}, len(header)
 
 
@@ -172,6 +221,13 @@ def _label_parser(spec: TaskSpec) -> Callable[[str], int | float]:
 
 def _parse_score(value: str) -> float:
     try:
-        return float(value)
+        score = float(value)
     except ValueError:
-        raise ValueError(f"score {value!r} is not a number") from None
+        score = math.nan
+    if not 0.0 <= score <= 5.0:  # also false for NaN
+        raise ValueError(_score_problem(value))
+    return score
+
+
+def _score_problem(value: object) -> str:
+    return f"score {value!r} is not a number in [0, 5] (the STS-B similarity range)"

@@ -3,6 +3,7 @@ and say where every example came from (the run record's ``data`` section)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -115,25 +116,69 @@ def load_local_split(spec: TaskSpec, data_dir: Path, split: str) -> datasets.Dat
 def _read_local_split(
     spec: TaskSpec, data_dir: Path, split: str
 ) -> tuple[datasets.Dataset, list[Path]]:
+    files = local_split_files(spec, data_dir, split)
+    logger.info("%s/%s: reading %s", spec.name, split, ", ".join(map(str, files)))
+    if spec.kind == "squad":
+        return read_squad_json(files[0]), files
+    if files[0].suffix == ".tsv":
+        return read_glue_tsv(files[0], spec), files
+    return read_glue_parquet(files[0].parent, spec), files
+
+
+def local_split_files(spec: TaskSpec, data_dir: Path, split: str) -> list[Path]:
+    """The files one split is read from: SQuAD's first JSON candidate that exists; for GLUE the
+    TSV, else the parquet shards."""
     if spec.kind == "squad":
         candidates = squad_json_paths(data_dir, spec, split)
-        for path in candidates:
-            if path.is_file():
-                logger.info("%s/%s: reading %s", spec.name, split, path)
-                return read_squad_json(path), [path]
-        raise missing_split_error(spec.name, split, data_dir, candidates)
+        found = next((path for path in candidates if path.is_file()), None)
+        if found is None:
+            raise missing_split_error(spec.name, split, data_dir, candidates)
+        return [found]
     tsv = tsv_path(data_dir, spec, split)
     if tsv.is_file():
-        logger.info("%s/%s: reading %s", spec.name, split, tsv)
-        return read_glue_tsv(tsv, spec), [tsv]
-    shards = parquet_dir(data_dir, spec, split)
-    if any(shards.glob("*.parquet")):
-        logger.info("%s/%s: reading %s/*.parquet", spec.name, split, shards)
-        return read_glue_parquet(shards, spec), sorted(shards.glob("*.parquet"))
-    raise missing_split_error(spec.name, split, data_dir, [tsv, shards / "*.parquet"])
+        return [tsv]
+    shards = sorted(parquet_dir(data_dir, spec, split).glob("*.parquet"))
+    if shards:
+        return shards
+    raise missing_split_error(
+        spec.name, split, data_dir, [tsv, parquet_dir(data_dir, spec, split) / "*.parquet"]
+    )
 
 
-def _sha256(path: Path) -> str:
+def data_fingerprint(task: str, data_dir: str | Path | None) -> str:
+    """What a run's examples come from, for the run's key: the sha256 of every local file of
+    the task (so two data folders with different contents never share a key, and the same files
+    in two places do), or the Hub dataset id without a local folder."""
+    spec = get_task(task)
+    try:
+        root = resolve_data_dir(data_dir)
+    except DataUnavailableError:
+        return f"absent:{data_dir}"  # the run itself stops with the clear error when loading
+    if root is None:
+        return f"hub:{spec.hub_id}/{spec.hub_config or ''}"
+    digest = hashlib.sha256()
+    for split in spec.splits:
+        try:
+            files = local_split_files(spec, root, split)
+        except DataUnavailableError:
+            continue  # e.g. no training set here (carve_train_from_eval)
+        for path in files:
+            digest.update(f"{split}:{path.relative_to(root)}:{_cached_sha256(path)}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _cached_sha256(path: Path) -> str:
+    stat = path.stat()
+    return _sha256_of(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    """Keyed by size and mtime too: a file rewritten in place is hashed again."""
+    return file_sha256(Path(path))
+
+
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -147,7 +192,11 @@ def _local_provenance(spec: TaskSpec, root: Path, files: dict[str, list[Path]]) 
         "dir": str(root.resolve()),
         "files": {
             split: [
-                {"path": str(p.relative_to(root)), "bytes": p.stat().st_size, "sha256": _sha256(p)}
+                {
+                    "path": str(p.relative_to(root)),
+                    "bytes": p.stat().st_size,
+                    "sha256": _cached_sha256(p),
+                }
                 for p in paths
             ]
             for split, paths in files.items()
@@ -214,14 +263,21 @@ def _subsets(
     seed: int,
 ) -> dict[str, datasets.Dataset]:
     return {
-        split: _subset(ds, max_train_samples if split == "train" else max_eval_samples, seed)
+        split: _subset(
+            ds,
+            max_train_samples if split == "train" else max_eval_samples,
+            seed,
+            "data.max_train_samples" if split == "train" else "data.max_eval_samples",
+        )
         for split, ds in loaded.items()
     }
 
 
-def _subset(ds: datasets.Dataset, limit: int | None, seed: int) -> datasets.Dataset:
+def _subset(ds: datasets.Dataset, limit: int | None, seed: int, setting: str) -> datasets.Dataset:
+    if limit is not None and limit <= 0:
+        raise ValueError(
+            f"{setting}={limit} leaves no examples: it must be positive, or null for all examples"
+        )
     if limit is None or limit >= len(ds):
         return ds
-    if limit < 0:
-        raise ValueError(f"sample limit must be >= 0, got {limit}")
     return ds.shuffle(seed=seed).select(range(limit))

@@ -4,19 +4,28 @@ transformers 5 no longer ships ``utils_qa.postprocess_qa_predictions``; this is 
 procedure: for every window of an example, pair the ``n_best_size`` highest start and end logits,
 keep pairs that lie in the context, are ordered and are at most ``max_answer_length`` tokens, and
 answer with the best-scoring span over all windows. The null (no-answer) score is the logit sum at
-position 0 (the CLS token of BERT/RoBERTa/DeBERTa inputs), minimised over windows.
+position 0 (the CLS token of BERT/RoBERTa/DeBERTa inputs), minimised over windows; null score minus
+best span score is what the official SQuAD v2 script takes as its ``na_prob`` per question.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 
-def postprocess_squad_predictions(
+class SquadAnswers(NamedTuple):
+    """Per example id: the answer text, and null score minus best span score (``inf`` when no
+    valid span exists)."""
+
+    texts: dict[str, str]
+    null_score_diffs: dict[str, float]
+
+
+def postprocess_squad(
     examples: Mapping[str, Sequence[Any]],
     features: Mapping[str, Sequence[Any]],
     start_logits: Sequence[Sequence[float]] | np.ndarray,
@@ -25,8 +34,8 @@ def postprocess_squad_predictions(
     max_answer_length: int = 30,
     version_2: bool = False,
     null_score_diff_threshold: float = 0.0,
-) -> dict[str, str]:
-    """Answer text per example id.
+) -> SquadAnswers:
+    """Answer text and null-score difference per example id.
 
     ``examples`` needs ``id`` and ``context``; ``features`` needs ``example_id`` and
     ``offset_mapping`` (from :func:`prepare_squad_eval_features`), a ``datasets.Dataset`` or a dict
@@ -45,7 +54,7 @@ def postprocess_squad_predictions(
         windows[example_id].append(i)
     all_offsets = features["offset_mapping"]
 
-    predictions: dict[str, str] = {}
+    answers = SquadAnswers({}, {})
     for example_id, context in zip(examples["id"], examples["context"], strict=True):
         best_score, best_text = -np.inf, ""
         null_score = np.inf
@@ -58,9 +67,22 @@ def postprocess_squad_predictions(
                 score = starts[s] + ends[e]
                 if score > best_score:
                     best_score, best_text = score, context[offsets[s][0] : offsets[e][1]]
-        answer_is_null = version_2 and null_score - best_score > null_score_diff_threshold
-        predictions[example_id] = "" if answer_is_null else best_text
-    return predictions
+        null_diff = float(null_score - best_score)
+        answer_is_null = version_2 and null_diff > null_score_diff_threshold
+        answers.texts[example_id] = "" if answer_is_null else best_text
+        answers.null_score_diffs[example_id] = null_diff
+    return answers
+
+
+def postprocess_squad_predictions(
+    examples: Mapping[str, Sequence[Any]],
+    features: Mapping[str, Sequence[Any]],
+    start_logits: Sequence[Sequence[float]] | np.ndarray,
+    end_logits: Sequence[Sequence[float]] | np.ndarray,
+    **options: Any,
+) -> dict[str, str]:
+    """Answer text per example id: :func:`postprocess_squad` without the null-score differences."""
+    return postprocess_squad(examples, features, start_logits, end_logits, **options).texts
 
 
 def _candidate_spans(

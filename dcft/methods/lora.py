@@ -4,6 +4,21 @@
 exactly as peft initialises it. ``constraint`` adds a low-rank constraint (see constraints.py);
 ``mpc_n`` puts a ReLU between A and B, which makes the update non-linear (no merge, no dense
 delta).
+
+LoRA-FA has two definitions, chosen by ``grad_scaling``:
+
+- ``none`` (default): the LoRA-FA paper (Zhang et al., 2023, arXiv 2308.03303): A frozen, B
+  trained on its plain gradient by the run's optimiser (AdamW), like any other tensor.
+- ``peft``: peft's ``create_lorafa_optimizer`` (huggingface/peft @ 5d602fd,
+  src/peft/optimizers/lorafa.py, ``LoraFAOptimizer.step``) also replaces B's gradient g by
+  ``(1 / s^2) g (A A^T + 1e-8 I)^+`` with s = alpha / r, the least-squares fit of full
+  fine-tuning's gradient. For r = 1 that is g times the positive scalar ``(r/alpha)^2 / |a|^2``,
+  which Adam's normalisation all but cancels; for r > 1 it mixes B's columns. Here the rescaling
+  sits in the layer's backward (``PeftLoraFAGradient``), so it reaches the gradient that flows
+  through the layer's output; the rest is the run's own AdamW. Unlike peft's optimiser, that
+  means the rescaled gradient is what the Trainer clips, eps stays the run's (peft: 1e-6 added to
+  the uncorrected sqrt(v)), a constraint regulariser's gradient on B is left unscaled, and the
+  product runs in fp32 (peft: under bf16 autocast where bf16 is available).
 """
 
 from __future__ import annotations
@@ -17,6 +32,32 @@ from torch import nn
 from .constraints import constraint_terms, validate_constraint
 from .layers import LinearAdapter, LowRankLinear
 from .registry import LowRankMethod, MatrixOptions, register
+
+
+def peft_lorafa_gradient(grad_b: torch.Tensor, a: torch.Tensor, scale: float) -> torch.Tensor:
+    """peft's LoRA-FA gradient for B (n_out x r) given A (r x n_in) and scale s = alpha / r."""
+    gram = a @ a.T
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+    return grad_b @ torch.linalg.pinv(gram + 1e-8 * eye).to(grad_b.dtype) / scale**2
+
+
+class PeftLoraFAGradient(torch.autograd.Function):
+    """Identity on B; its backward hands B ``peft_lorafa_gradient`` of the incoming gradient."""
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx, b: torch.Tensor, a: torch.Tensor, scale: float
+    ) -> torch.Tensor:
+        ctx.save_for_backward(a)
+        ctx.scale = scale
+        return b.view_as(b)
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor, None, None]:
+        (a,) = ctx.saved_tensors
+        return peft_lorafa_gradient(grad, a.detach(), ctx.scale), None, None
 
 
 class LoraLinear(LowRankLinear):
@@ -63,6 +104,27 @@ class LoraLinear(LowRankLinear):
         return constraint_terms(self.constraint, self.lora_A, self.lora_B)
 
 
+class LoraFALinear(LoraLinear):
+    """LoRA with A frozen; ``grad_scaling="peft"`` rescales B's gradient as peft's optimiser."""
+
+    def __init__(
+        self,
+        base: nn.Linear,
+        r: int,
+        alpha: float,
+        dropout: float = 0.0,
+        constraint: str = "none",
+        grad_scaling: str = "none",
+    ) -> None:
+        super().__init__(base, r, alpha, dropout, constraint, freeze_a=True)
+        self.grad_scaling = grad_scaling
+
+    def build_factors(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.grad_scaling == "peft":
+            b = PeftLoraFAGradient.apply(b, a, self.scale)
+        return super().build_factors(a, b)
+
+
 @dataclass
 class LoraOptions(MatrixOptions):
     """r: rank; alpha: the update is scaled by alpha / r; dropout on the adapter input;
@@ -81,18 +143,38 @@ class LoraOptions(MatrixOptions):
         validate_constraint(self.constraint)
 
 
+GRAD_SCALINGS = ("none", "peft")
+
+
+@dataclass
+class LoraFAOptions(LoraOptions):
+    """grad_scaling: none (the LoRA-FA paper: B's plain gradient) | peft (peft's rescaled one)."""
+
+    grad_scaling: str = "none"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.grad_scaling not in GRAD_SCALINGS:
+            raise ValueError(
+                f"unknown grad_scaling {self.grad_scaling!r}; valid: {', '.join(GRAD_SCALINGS)}"
+            )
+
+
 @register("lora")
 class Lora(LowRankMethod):
     Options = LoraOptions
-    freeze_a = False
 
     def make_layer(self, name: str, base: nn.Linear) -> LinearAdapter:
         o = self.options
-        return LoraLinear(base, o.r, o.alpha, o.dropout, o.constraint, freeze_a=self.freeze_a)
+        return LoraLinear(base, o.r, o.alpha, o.dropout, o.constraint)
 
 
 @register("lorafa")
 class LoraFA(Lora):
     """LoRA-FA (Zhang et al., 2023a): A stays at its random init; only B (zero-init) trains."""
 
-    freeze_a = True
+    Options = LoraFAOptions
+
+    def make_layer(self, name: str, base: nn.Linear) -> LinearAdapter:
+        o = self.options
+        return LoraFALinear(base, o.r, o.alpha, o.dropout, o.constraint, o.grad_scaling)

@@ -1,14 +1,30 @@
 """SoRA (Ding et al., 2023): LoRA with a gate vector between the factors, sparsified by a
 proximal step.
 
-``y = base(x) + (alpha / r) * ((x A^T) * g) B^T``. The gates are excluded from the main AdamW;
-``SparseAdamW`` updates them after each main step and soft-thresholds them by ``xi`` (SoRA's
-proximal gradient step), so ranks whose gate reaches zero drop out of the update and out of the
-parameter count.
+``y = base(x) + (alpha / r) * ((x A^T) * g) B^T``. The gates are excluded from the main AdamW and
+trained as the authors' code (TsinghuaC3I/SoRA @ c275ac2) trains them:
+
+- the loss gains ``l1_weight * sum|g| / numel(g)`` over all gates together (src/trainer.py
+  ``compute_loss``, lines 400-407; the GLUE script scripts/run_glue_sora_no_schedule.sh passes
+  ``--sparse_lambda 10``);
+- ``SparseAdamW`` steps them right after each main step with transformers' AdamW update (eps 1e-6,
+  no weight decay; src/sparse_optimizer.py lines 84-113), then thresholds them by ``xi``
+  (``--sparse_lambda_2 3e-4``) with three masks applied in sequence (lines 116-119): ``p -= xi``
+  where ``p > xi``, ``p += xi`` where ``p < -xi``, then ``p = 0`` where ``|p| < xi``. The masks
+  compose, so a gate above xi in magnitude is shrunk by xi and then zeroed unless it was at least
+  2 xi: every gate below 2 xi ends at zero (except one exactly at xi, left as is).
+  ``threshold="soft"`` is the paper's proximal step instead, ``sign(p) max(|p| - xi, 0)``;
+- their learning rate follows the main warmup + linear decay (run_glue.py lines 618-621 build a
+  second linear schedule over the same steps): the runner's ``AuxiliaryOptimizerCallback`` scales
+  it by the main schedule's multiplier each step; ``gate_schedule="constant"`` keeps it fixed.
+
+Ranks whose gate is zero drop out of the update and out of the parameter count.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -42,34 +58,105 @@ class SoraLinear(LoraLinear):
         return zeros * (self.in_features + self.out_features + 1)
 
 
-class SparseAdamW(torch.optim.AdamW):
-    """AdamW followed by soft-thresholding each parameter by ``xi`` (the proximal L1 step)."""
+def sora_threshold(p: torch.Tensor, xi: float) -> torch.Tensor:
+    """SoRA's three masks, each applied to the result of the one before."""
+    p = torch.where(p > xi, p - xi, p)
+    p = torch.where(p < -xi, p + xi, p)
+    return torch.where(p.abs() < xi, torch.zeros_like(p), p)
 
-    def __init__(self, params, lr: float, xi: float, **kwargs) -> None:
-        super().__init__(params, lr=lr, weight_decay=0.0, **kwargs)
-        self.xi = xi
+
+def soft_threshold(p: torch.Tensor, xi: float) -> torch.Tensor:
+    """The proximal operator of ``xi * |p|`` (the SoRA paper's update)."""
+    return torch.sign(p) * torch.clamp(p.abs() - xi, min=0.0)
+
+
+THRESHOLDS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
+    "sora": sora_threshold,
+    "soft": soft_threshold,
+}
+GATE_SCHEDULES = ("main", "constant")
+
+
+class SparseAdamW(torch.optim.Optimizer):
+    """Adam as transformers' AdamW computes it (bias correction folded into the step size, eps
+    added to ``sqrt(v)``), no weight decay, then ``THRESHOLDS[threshold]`` by ``xi``.
+
+    ``follow_schedule`` is read by the runner's ``AuxiliaryOptimizerCallback``: True scales the
+    rate by the main schedule's multiplier every step."""
+
+    def __init__(
+        self,
+        params: Iterable[nn.Parameter],
+        lr: float,
+        xi: float,
+        threshold: str = "sora",
+        follow_schedule: bool = True,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+    ) -> None:
+        if threshold not in THRESHOLDS:
+            raise ValueError(f"unknown threshold {threshold!r}; valid: {', '.join(THRESHOLDS)}")
+        defaults = {
+            "lr": lr,
+            "xi": xi,
+            "threshold": threshold,
+            "follow_schedule": follow_schedule,
+            "betas": betas,
+            "eps": eps,
+        }
+        super().__init__(params, defaults)
 
     @torch.no_grad()
-    def step(self, closure=None):
-        loss = super().step(closure)
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = closure() if closure is not None else None
         for group in self.param_groups:
+            beta1, beta2 = group["betas"]
             for p in group["params"]:
-                p.copy_(torch.sign(p) * torch.clamp(p.abs() - self.xi, min=0.0))
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state.update(
+                        step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p)
+                    )
+                state["step"] += 1
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                exp_avg.mul_(beta1).add_(p.grad, alpha=1 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+                t = state["step"]
+                step_size = group["lr"] * math.sqrt(1 - beta2**t) / (1 - beta1**t)
+                p.add_(exp_avg / exp_avg_sq.sqrt().add_(group["eps"]), alpha=-step_size)
+                p.copy_(THRESHOLDS[group["threshold"]](p, group["xi"]))
         return loss
 
 
 @dataclass
 class SoraOptions(MatrixOptions):
-    """r: maximum rank (r_max); alpha: scale alpha / r; xi: proximal soft threshold per step;
-    l1_weight: optional L1 term ``l1_weight * sum|g| / numel`` on the loss; gate_lr: learning rate
-    of the gates' SparseAdamW (defaults to the main learning rate)."""
+    """r: maximum rank (r_max); alpha: scale alpha / r; xi: gate threshold per step;
+    l1_weight: the L1 term ``l1_weight * sum|g| / numel`` on the loss (SoRA's sparse_lambda);
+    gate_lr: base learning rate of the gates (None: the main one); threshold: sora (the authors'
+    three masks) | soft (plain soft threshold); gate_schedule: main (the gate rate follows the
+    main warmup + decay) | constant."""
 
     r: int = 8
     alpha: float = 16.0
     dropout: float = 0.0
     xi: float = 3e-4
-    l1_weight: float = 0.0
+    l1_weight: float = 10.0
     gate_lr: float | None = None
+    threshold: str = "sora"
+    gate_schedule: str = "main"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.threshold not in THRESHOLDS:
+            raise ValueError(
+                f"unknown threshold {self.threshold!r}; valid: {', '.join(THRESHOLDS)}"
+            )
+        if self.gate_schedule not in GATE_SCHEDULES:
+            raise ValueError(
+                f"unknown gate_schedule {self.gate_schedule!r}; valid: {', '.join(GATE_SCHEDULES)}"
+            )
 
 
 @register("sora")
@@ -87,8 +174,14 @@ class Sora(LowRankMethod):
         return [layer.lora_gate for layer in self._layers(model)]
 
     def auxiliary_optimizer(self, model: nn.Module, lr: float) -> torch.optim.Optimizer:
-        gate_lr = self.options.gate_lr if self.options.gate_lr is not None else lr
-        return SparseAdamW(self.auxiliary_parameters(model), lr=gate_lr, xi=self.options.xi)
+        o = self.options
+        return SparseAdamW(
+            self.auxiliary_parameters(model),
+            lr=o.gate_lr if o.gate_lr is not None else lr,
+            xi=o.xi,
+            threshold=o.threshold,
+            follow_schedule=o.gate_schedule == "main",
+        )
 
     def regularizer(self, model: nn.Module) -> torch.Tensor | None:
         gates = self.auxiliary_parameters(model)
