@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -166,3 +167,16 @@ def test_records_hold_no_secrets(tmp_path, tiny_data, monkeypatch):
     (path,) = records(tmp_path / "results")
     text = path.read_text()
     assert "secret-key-123" not in text and "hf_secret_456" not in text
+
+
+def test_nan_evaluation_never_becomes_best():
+    """A constant prediction gives STS-B Pearson NaN; coming first, it used to win max()."""
+
+    def evaluation(step: int, value: float) -> dict:
+        return {"step": step, "metrics": {"validation": {"pearson": value}}}
+
+    evaluations = [evaluation(2, math.nan), evaluation(4, 0.3), evaluation(6, 0.1)]
+    best, last = summarize(evaluations, "validation", "pearson")
+    assert best["step"] == 4 and last["step"] == 6
+    best, last = summarize([evaluation(2, math.nan)], "validation", "pearson")
+    assert best is None and last["step"] == 2
