@@ -16,7 +16,9 @@ SCALE ?= paper
 LAUNCHER ?= basic
 TABLES := 1 2 3 4 5 6
 
-.PHONY: help venv dev demo test lint params bench report reproduce-all $(addprefix reproduce-table,$(TABLES))
+STUDY_TABLES := 1 4 5
+
+.PHONY: help venv dev demo test lint params bench report wandb-sync reproduce-all study study-lr-search $(addprefix reproduce-table,$(TABLES))
 
 help:
 	@echo "make demo     fine-tune the pretrained MiniLM with DCFT, LoRA r=1 and BitFit (CPU, <10 min)"
@@ -26,6 +28,10 @@ help:
 	@echo "              the sweep behind the paper's Table N (N = 1..6); reproduce-all runs them all"
 	@echo "make report   results/tables/: our tables beside the paper's, and Figures 2-3"
 	@echo "make bench    DCFT vs LoRA time, memory and adapter size: results/bench/"
+	@echo "make wandb-sync [OUTPUTS=outputs]  upload the offline W&B runs not synced yet (wandb login first)"
+	@echo "make study    the CPU study (MiniLM, Tables 1, 4, 5 at small scale, 3 seeds): trains the runs"
+	@echo "              without a record in results/study/runs (resumable over several sittings)"
+	@echo "make study-lr-search  the study's learning-rate search (held-out part of the training sets)"
 	@echo "make lint     ruff check + format check"
 
 $(VENV)/.runtime: requirements.txt
@@ -65,6 +71,20 @@ reproduce-all: $(addprefix reproduce-table,$(TABLES))
 
 report: $(VENV)/.runtime
 	$(PY) -m dcft.report
+	$(PY) -m dcft.report --runs results/study/runs --out results/study/tables --tables $(STUDY_TABLES)
+	$(PY) -m dcft.study_report
+	$(PY) -m dcft.lr_search --summarize
+
+# Two runs at a time, one thread each, so that every run of the study is timed under the same load.
+study: $(VENV)/.runtime
+	$(foreach t,$(STUDY_TABLES),OMP_NUM_THREADS=1 $(PY) -m dcft.sweep table$(t) --scale mini \
+		--launcher joblib hydra.launcher.n_jobs=2 results_dir=results/study/runs logger=none &&) true
+
+study-lr-search: $(VENV)/.runtime
+	$(PY) -m dcft.lr_search
 
 bench: $(VENV)/.runtime
 	$(PY) scripts/bench.py
+
+wandb-sync: $(VENV)/.runtime
+	$(PY) -m dcft.tracking sync --outputs $(or $(OUTPUTS),outputs)

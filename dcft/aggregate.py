@@ -125,7 +125,8 @@ def settings_key(record: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:8]
 
 
-def _run(path: Path, record: dict[str, Any], select: str) -> Run:
+def run_of_record(path: Path, record: dict[str, Any], select: str) -> Run:
+    """A record (finished or failed) as a :class:`Run`, its ``select`` evaluation's scores."""
     identity = record["identity"]
     evaluation = record.get(select) or {}
     parameters = record.get("parameters") or {}
@@ -159,7 +160,7 @@ def load_runs(runs_dir: str | Path, select: str = "best") -> RunSet:
     for path in sorted(runset.runs_dir.rglob("*.json")):
         try:
             record = read_record(path)
-            run = _run(path, record, select)
+            run = run_of_record(path, record, select)
             if record["status"] != "finished":
                 runset.failed.append(run)
                 continue

@@ -32,6 +32,7 @@ COMMON = [
     "trainer.batch_size=32",
     "trainer.eval_batch_size=128",
     "trainer.warmup_ratio=0.06",
+    "trainer.eval_strategy=epoch",
     "trainer.save_checkpoints=false",
     "logger=none",
     "seed=0",

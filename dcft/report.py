@@ -2,7 +2,8 @@
 
 ``python -m dcft.report [--runs results/runs] [--out results/tables] [--tables 1 2 ...]`` reads
 result records only (it never trains) and writes ``table{N}.{md,tex,csv}`` and
-``figure{2,3}.png`` into ``--out``. How records become cells: dcft.aggregate; how cells are
+``figure{2,3}.png`` into ``--out``; ``--from-wandb ENTITY/PROJECT`` reads the runs' W&B summaries
+and config instead (dcft.wandb_runs). How records become cells: dcft.aggregate; how cells are
 printed: dcft.report_render; the figures: dcft.report_figures.
 """
 
@@ -24,6 +25,7 @@ from dcft.aggregate import (
     load_runs,
 )
 from dcft.report_render import write_table
+from dcft.wandb_runs import load_wandb_runs
 
 # ---------------------------------------------------------------------------------------------
 # CLI.
@@ -70,13 +72,27 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--select", choices=SELECTS, default="best", help="which evaluation of each record"
     )
     parser.add_argument("--no-figures", action="store_true", help="tables only")
+    parser.add_argument(
+        "--from-wandb",
+        metavar="ENTITY/PROJECT",
+        help="read the runs' W&B summaries and config instead of --runs (tables only: the "
+        "figures need the records' curves)",
+    )
     args = parser.parse_args(argv)
-    runset = load_runs(args.runs, args.select)
-    paths = report(runset, args.out, args.tables, args.scale, not args.no_figures)
+    skipped: list[str] = []
+    if args.from_wandb:
+        runset, skipped = load_wandb_runs(args.from_wandb, args.select)
+    else:
+        runset = load_runs(args.runs, args.select)
+    figures = not (args.no_figures or args.from_wandb)
+    paths = report(runset, args.out, args.tables, args.scale, figures)
     print(
         f"{len(runset.runs)} usable records, {len(runset.failed)} failed, "
-        f"{len(runset.duplicates)} duplicates, {len(runset.corrupt)} unreadable in {args.runs}"
+        f"{len(runset.duplicates)} duplicates, {len(runset.corrupt)} unreadable in "
+        f"{runset.runs_dir}"
     )
+    for name in skipped:
+        print(f"skipped W&B run {name}: no record (not finished)")
     for path, reason in runset.corrupt:
         print(f"skipped {path}: {reason}")
     for path in paths:

@@ -4,8 +4,8 @@ The lock is a file beside the run's record, created with O_CREAT | O_EXCL (atomi
 POSIX filesystem, NFS v3+ included) and holding who owns it: host, pid and the launch id that the
 processes of one torchrun launch share. The owner touches it every ``heartbeat_s`` seconds. A lock
 is stale when its owner is a dead process on this host, or when nobody touched it for
-``stale_after_s`` (a dead host); a stale lock is taken over by renaming it aside first, so two
-processes racing for it cannot both win.
+``stale_after_s`` (a dead host); a stale lock is taken over under a guard file, and only if it
+still is the stale one, so two processes racing for it cannot both win.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ HEARTBEAT_S = 30.0
 STALE_AFTER_S = 600.0
 # How long the other ranks of a launch wait for rank 0 to take (or refuse) the lock.
 RANK_WAIT_S = 120.0
+# A takeover guard older than this was left by a process killed while taking a lock over.
+GUARD_STALE_S = 60.0
 
 
 class RunLockedError(RuntimeError):
@@ -100,15 +102,27 @@ def _create(path: Path, owner: Owner) -> bool:
     return True
 
 
-def _take_over(path: Path, stale: Owner) -> None:
-    """Move a stale lock aside (atomic rename; only one racer gets it) and delete it."""
-    aside = path.with_name(f"{path.name}.stale-{uuid.uuid4().hex[:8]}")
-    try:
-        os.rename(path, aside)
-    except FileNotFoundError:
+def _take_over(path: Path, stale: Owner, stale_after_s: float) -> None:
+    """Remove a stale lock so that ``_create`` can be tried again. Takeovers are serialised by
+    a guard file (O_EXCL), and under it the lock is removed only if it still is the stale
+    owner's: two processes that judged it stale at once cannot remove each other's new lock."""
+    guard = path.with_name(f"{path.name}.takeover")
+    if not _create(guard, Owner.me("takeover")):
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - guard.stat().st_mtime > GUARD_STALE_S:
+                guard.unlink()  # left by a process killed mid-takeover
+        time.sleep(0.1)
         return
-    logger.warning("took over the stale lock %s (%s)", path, stale.describe())
-    aside.unlink(missing_ok=True)
+    try:
+        if _read_owner(path) == stale and _is_stale(path, stale, stale_after_s):
+            aside = path.with_name(f"{path.name}.stale-{uuid.uuid4().hex[:8]}")
+            os.rename(path, aside)
+            aside.unlink(missing_ok=True)
+            logger.warning("took over the stale lock %s (%s)", path, stale.describe())
+    except FileNotFoundError:
+        pass
+    finally:
+        guard.unlink(missing_ok=True)
 
 
 def _heartbeat(path: Path, stop: threading.Event, every_s: float) -> None:
@@ -144,7 +158,7 @@ def run_lock(
                 f"run is held by another process ({holder.describe()}; lock {path}); "
                 "it is skipped here. Delete the lock only if that process is gone."
             )
-        _take_over(path, holder)
+        _take_over(path, holder, stale_after_s)
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(path, stop, heartbeat_s), daemon=True)
     beat.start()

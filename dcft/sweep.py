@@ -32,8 +32,10 @@ SCALES = ("paper", "mini")
 
 
 def tables() -> list[str]:
+    """``table1`` ... from the experiment files (others, such as the study's learning-rate
+    search, are not tables)."""
     names = (p.stem.removeprefix("mini-") for p in EXPERIMENT_DIR.glob("*.yaml"))
-    return sorted({n.split("-")[0] for n in names})
+    return sorted({n.split("-")[0] for n in names if n.startswith("table")})
 
 
 def experiments(table: str, scale: str = "paper") -> list[str]:

@@ -111,6 +111,8 @@ def check_settings(cfg: DictConfig) -> None:
     for key, value in numbers.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{key} must be a number, got {value!r}")
+    if not isinstance(cfg.seed, int) or not 0 <= cfg.seed < 2**32:
+        raise ValueError(f"seed must be a whole number in [0, 2**32), got {cfg.seed!r}")
     if not trainer.learning_rate > 0:
         raise ValueError(f"trainer.learning_rate must be > 0, got {trainer.learning_rate}")
     if trainer.max_steps == 0 or (trainer.max_steps < 0 and not trainer.num_epochs > 0):
@@ -124,10 +126,7 @@ def check_settings(cfg: DictConfig) -> None:
             f"processes={cfg.processes} but this launch runs {world_size()} process(es) "
             "(WORLD_SIZE); leave `processes` unset: it is read from torchrun / accelerate"
         )
-
-
-def _log(message: str) -> None:
-    print(f"[dcft] {message}", flush=True)
+    split_batch(trainer.batch_size, world_size(), trainer.gradient_accumulation_steps)
 
 
 def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any] | None:
@@ -178,7 +177,13 @@ def _train(
     run_dir = Path(cfg.run_dir)
     checkpoints = run_dir / "checkpoints"
     pending = run_dir / PENDING_RECORD
-    if is_main_process():
+    if not is_main_process():
+        # Rank 0 alone publishes a kept record; the other ranks must not start training (they
+        # would wait forever for rank 0 in the process group). _publish writes the record
+        # before it removes the kept one, so one of the two is always there.
+        if read_record(pending, identity) or read_record(record_path, identity):
+            return None
+    else:
         remove_orphan_temporaries(record_path.parent)
         ensure_writable(record_path.parent, run_dir)
         kept = read_record(pending, identity)
@@ -210,11 +215,12 @@ def _train(
         max_eval_samples=cfg.data.max_eval_samples,
         seed=int(cfg.data.subset_seed),
         carve_train_from_eval=cfg.data.carve_train_from_eval,
+        holdout_from_train=cfg.data.holdout_from_train,
     )
     data = prepare_data(cfg.task, raw.splits, tokenizer)
     settings = run_settings(cfg)
 
-    with tracking(cfg.logger, identity, config, run_dir) as tracker:
+    with tracking(cfg.logger, identity, config, run_dir, data=raw.provenance) as tracker:
         try:
             result = fit(
                 model,
@@ -269,22 +275,19 @@ def _train(
             predictions_path=str(predictions),
             run_dir=str(run_dir),
         )
-        # Kept in the run folder first: if the results folder cannot take the record (full
-        # disk, permissions), a rerun writes this one instead of training again.
-        write_json(pending, record)
-        tracker.summarize(
-            {
-                f"best/{metric}": best["metrics"][metric_split][metric] if best else None,
-                "parameters/paper": parameters["paper"],
-            }
-        )
+        tracker.log_record(record)
     score = best["metrics"][metric_split][metric] if best else float("nan")
     _log(f"finished: best {metric_split} {metric} {score:.4f}")
     return _publish(record, record_path, checkpoints)
 
 
 def _publish(record: dict[str, Any], record_path: Path, checkpoints: Path) -> dict[str, Any]:
-    """Write the record where the tables read it, then drop what only a resume needed."""
+    """Keep the record in the run folder first (if the results folder cannot take it, a rerun
+    writes that one instead of training again), write it where the tables read it, then drop
+    what only a resume needed."""
+    pending = checkpoints.parent / PENDING_RECORD
+    if not pending.exists():
+        write_json(pending, record)
     write_json(record_path, record)
     _log(f"record: {record_path}")
     shutil.rmtree(checkpoints, ignore_errors=True)

@@ -24,7 +24,7 @@ from dcft.data import (
     tokenize_glue,
 )
 from dcft.data.glue import glue_features, glue_folder
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, write_tiny_data
 
 GLUE_TASKS = ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte"]
 
@@ -513,3 +513,18 @@ def test_real_tsv_and_parquet_agree(task: str) -> None:
 def test_real_missing_split_is_clear() -> None:
     with pytest.raises(DataUnavailableError, match=r"(?s)'qnli', split 'train'.*QNLI/train\.tsv"):
         load_raw_splits("qnli", SHARED_DATA)
+
+
+def test_holdout_from_train_never_touches_the_dev_set(tmp_path):
+    """Learning-rate searches evaluate on a fixed part of the training split, not on dev."""
+    write_tiny_data(tmp_path, n_train=40, n_eval=12)
+    (tmp_path / "glue" / "MRPC" / "dev.tsv").unlink()  # would fail if it were read
+    loaded = load_raw_splits("mrpc", tmp_path, holdout_from_train=0.25)
+    assert set(loaded) == {"train", "validation"}
+    assert (len(loaded["train"]), len(loaded["validation"])) == (30, 10)
+    pairs = {split: {(r["sentence1"], r["sentence2"]) for r in ds} for split, ds in loaded.items()}
+    assert not pairs["train"] & pairs["validation"]
+    again = load_raw_splits("mrpc", tmp_path, holdout_from_train=0.25)
+    assert again["validation"].to_list() == loaded["validation"].to_list()
+    with pytest.raises(ValueError, match="exclude each other"):
+        load_raw_splits("mrpc", tmp_path, holdout_from_train=0.25, carve_train_from_eval=0.5)

@@ -51,8 +51,10 @@ def _cfg(model: str, task: str, *overrides: str, method: str = "dcft"):
 
 
 def test_every_hparams_file_is_listed_here():
+    """The paper models' files, plus the CPU study's MiniLM budgets (tests/test_study.py)."""
     files = {(p.parent.name, p.stem) for p in (CONF_DIR / "hparams").glob("*/*.yaml")}
-    assert files == {(m, t) for m, steps in EVAL_STEPS.items() for t in steps}
+    study = {("minilm", t) for t in ("cola", "sst2", "mrpc", "stsb")}
+    assert files == {(m, t) for m, steps in EVAL_STEPS.items() for t in steps} | study
 
 
 def test_every_paper_cell_evaluates_as_the_authors_scripts(hydra_conf):

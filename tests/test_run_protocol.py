@@ -212,6 +212,7 @@ def test_without_local_data_a_run_loads_from_the_hub_cache(tmp_path, monkeypatch
 def test_no_local_data_and_no_hub_cache_is_a_clear_error(tmp_path, monkeypatch):
     import datasets
 
+    monkeypatch.delenv("DCFT_DATA_DIR", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "empty")
     with pytest.raises(DataUnavailableError, match=r"offline mode is on.*cache.*DCFT_DATA_DIR"):

@@ -58,10 +58,18 @@ def load_raw_splits(
     seed: int = 0,
     splits: Sequence[str] | None = None,
     carve_train_from_eval: float | None = None,
+    holdout_from_train: float | None = None,
 ) -> dict[str, datasets.Dataset]:
     """Raw examples of ``task`` keyed by split: :func:`load_task_data` without the provenance."""
     return load_task_data(
-        task, data_dir, max_train_samples, max_eval_samples, seed, splits, carve_train_from_eval
+        task,
+        data_dir,
+        max_train_samples,
+        max_eval_samples,
+        seed,
+        splits,
+        carve_train_from_eval,
+        holdout_from_train,
     ).splits
 
 
@@ -73,6 +81,7 @@ def load_task_data(
     seed: int = 0,
     splits: Sequence[str] | None = None,
     carve_train_from_eval: float | None = None,
+    holdout_from_train: float | None = None,
 ) -> RawData:
     """Raw examples of ``task`` keyed by split (``train`` and the task's eval splits), with
     their provenance.
@@ -87,11 +96,29 @@ def load_task_data(
     training split becomes a fixed fraction ``f`` of the first eval split and that eval split
     keeps the other examples, so the two never overlap. Scores from it are not comparable to
     published ones.
+
+    ``holdout_from_train=f`` is for tuning without touching the reported dev set: a fixed
+    fraction ``f`` of the training split becomes the (only) evaluation split, named like the
+    task's first eval split, and training uses the rest.
     """
     spec = get_task(task)
+    if carve_train_from_eval is not None and holdout_from_train is not None:
+        raise ValueError(
+            "data.carve_train_from_eval and data.holdout_from_train exclude each other"
+        )
     if carve_train_from_eval is not None:
         return _carve(
             spec, data_dir, carve_train_from_eval, max_train_samples, max_eval_samples, seed
+        )
+    if holdout_from_train is not None:
+        return _carve(
+            spec,
+            data_dir,
+            holdout_from_train,
+            max_train_samples,
+            max_eval_samples,
+            seed,
+            into_eval=True,
         )
     wanted = _check_splits(spec, splits)
     root = resolve_data_dir(data_dir)
@@ -232,15 +259,27 @@ def _carve(
     max_train_samples: int | None,
     max_eval_samples: int | None,
     seed: int,
+    *,
+    into_eval: bool = False,
 ) -> RawData:
+    """Split a fixed fraction off one split: off the first eval split into ``train``, or with
+    ``into_eval`` off ``train`` into the (only) eval split. The two parts never overlap."""
+    setting = "holdout_from_train" if into_eval else "carve_train_from_eval"
     if not 0 < fraction < 1:
-        raise ValueError(f"carve_train_from_eval must be in (0, 1), got {fraction}")
-    source = load_task_data(spec.name, data_dir, seed=seed, splits=spec.eval_splits)
+        raise ValueError(f"data.{setting} must be in (0, 1), got {fraction}")
     first = spec.eval_splits[0]
-    parts = source.splits[first].train_test_split(train_size=fraction, seed=seed, shuffle=True)
-    loaded = {"train": parts["train"], **source.splits, first: parts["test"]}
+    source = load_task_data(
+        spec.name, data_dir, seed=seed, splits=["train"] if into_eval else spec.eval_splits
+    )
+    parts = source.splits["train" if into_eval else first].train_test_split(
+        train_size=fraction, seed=seed, shuffle=True
+    )
+    if into_eval:
+        loaded = {"train": parts["test"], first: parts["train"]}
+    else:
+        loaded = {"train": parts["train"], **source.splits, first: parts["test"]}
     subsets = _subsets(loaded, max_train_samples, max_eval_samples, seed)
-    provenance = {**source.provenance, "carved_train_from": {"split": first, "fraction": fraction}}
+    provenance = {**source.provenance, setting: {"split": first, "fraction": fraction}}
     provenance["examples"] = _counts(loaded, subsets)
     return RawData(subsets, provenance)
 
