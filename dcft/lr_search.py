@@ -48,9 +48,14 @@ def overrides(search: Mapping[str, Any], method: str) -> list[str]:
     ]
 
 
-def run_search(search: Mapping[str, Any], dry_run: bool = False) -> int:
+def run_search(
+    search: Mapping[str, Any], dry_run: bool = False, methods: Sequence[str] = ()
+) -> int:
+    unknown = sorted(set(methods) - set(search["grid"]))
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; the search has {list(search['grid'])}")
     failed = 0
-    for method in search["grid"]:
+    for method in methods or search["grid"]:
         command = [sys.executable, "-m", "dcft.train", "--multirun", *overrides(search, method)]
         print("+", " ".join(command), flush=True)
         if not dry_run:
@@ -128,13 +133,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="list the commands, train nothing")
     parser.add_argument("--summarize", action="store_true", help=f"write {SUMMARY}")
+    parser.add_argument("--methods", nargs="+", default=(), help="only these (default: all)")
     args = parser.parse_args(argv)
     search = load_search()
     if args.summarize:
         SUMMARY.parent.mkdir(parents=True, exist_ok=True)
         SUMMARY.write_text(summary_markdown(search, choose(search)))
         print(SUMMARY.read_text())
-    elif run_search(search, args.dry_run):
+    elif run_search(search, args.dry_run, args.methods):
         raise SystemExit(1)
 
 
