@@ -10,6 +10,7 @@ pick each method's rate by its mean held-out score over the tasks.
 from __future__ import annotations
 
 import argparse
+import math
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -81,22 +82,33 @@ class Choice:
 
 def choose(search: Mapping[str, Any], results_dir: Path | None = None) -> list[Choice]:
     """Per method: the rate whose held-out score, averaged over every search task, is highest
-    (only rates with a score on every task compete)."""
-    runs = load_runs(results_dir or ROOT / search["results_dir"]).runs
+    (only rates with a score on every task compete; a failed run, e.g. a NaN loss at a high
+    rate, scores NaN and so never wins)."""
+    runset = load_runs(results_dir or ROOT / search["results_dir"])
     choices = []
     for method in search["grid"]:
         scores: dict[float, dict[str, float]] = {}
-        for run in (r for r in runs if r.method == method):
+        for run in (r for r in [*runset.runs, *runset.failed] if r.method == method):
             spec = get_task(run.task)
-            value = run.scores.get(spec.eval_splits[0], {}).get(spec.metric)
-            if value is not None:
-                rate = float(run.record["config"]["trainer"]["learning_rate"])
-                scores.setdefault(rate, {})[run.task] = 100 * value
-        complete = {r: s for r, s in scores.items() if set(s) == set(search["tasks"])}
+            value = run.scores.get(spec.eval_splits[0], {}).get(spec.metric, math.nan)
+            rate = float(run.record["config"]["trainer"]["learning_rate"])
+            scores.setdefault(rate, {})[run.task] = 100 * value
+        complete = {
+            r: s
+            for r, s in scores.items()
+            if set(s) == set(search["tasks"]) and all(map(math.isfinite, s.values()))
+        }
         if complete:
             best = max(complete, key=lambda r: fmean(complete[r].values()))
             choices.append(Choice(method, best, scores))
     return choices
+
+
+def _cell(value: float | None) -> str:
+    """A held-out score; a run that failed (NaN loss) or is missing says so."""
+    if value is None:
+        return "not run"
+    return f"{value:.2f}" if math.isfinite(value) else "failed (NaN)"
 
 
 def summary_markdown(search: Mapping[str, Any], choices: Sequence[Choice]) -> str:
@@ -115,12 +127,13 @@ def summary_markdown(search: Mapping[str, Any], choices: Sequence[Choice]) -> st
     ]
     for choice in choices:
         for rate in sorted(choice.scores):
-            cells = [f"{choice.scores[rate].get(t, float('nan')):.2f}" for t in tasks]
-            mean = choice.mean(rate) if set(choice.scores[rate]) == set(tasks) else None
+            cells = [_cell(choice.scores[rate].get(t)) for t in tasks]
+            mean = choice.mean(rate)
+            complete = len(choice.scores[rate]) == len(tasks) and math.isfinite(mean)
             mark = "**yes**" if rate == choice.rate else ""
             if rate == choice.rate and choice.at_edge:
                 mark += " (edge of the grid)"
-            mean_text = "—" if mean is None else f"{mean:.2f}"
+            mean_text = f"{mean:.2f}" if complete else "—"
             lines.append(
                 f"| {choice.method} | {rate:g} | "
                 + " | ".join(cells)
