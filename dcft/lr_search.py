@@ -82,8 +82,8 @@ class Choice:
 
 def choose(search: Mapping[str, Any], results_dir: Path | None = None) -> list[Choice]:
     """Per method: the rate whose held-out score, averaged over every search task, is highest
-    (only rates with a score on every task compete; a failed run, e.g. a NaN loss at a high
-    rate, scores NaN and so never wins)."""
+    (only rates with a finite score on every task compete: a failed run, or a run that
+    collapsed to a constant prediction, scores NaN and never wins)."""
     runset = load_runs(results_dir or ROOT / search["results_dir"])
     choices = []
     for method in search["grid"]:
@@ -105,10 +105,11 @@ def choose(search: Mapping[str, Any], results_dir: Path | None = None) -> list[C
 
 
 def _cell(value: float | None) -> str:
-    """A held-out score; a run that failed (NaN loss) or is missing says so."""
+    """A held-out score; NaN (a failed run, or the undefined correlation of a constant
+    prediction) and missing runs say so."""
     if value is None:
         return "not run"
-    return f"{value:.2f}" if math.isfinite(value) else "failed (NaN)"
+    return f"{value:.2f}" if math.isfinite(value) else "NaN"
 
 
 def summary_markdown(search: Mapping[str, Any], choices: Sequence[Choice]) -> str:
@@ -120,7 +121,9 @@ def summary_markdown(search: Mapping[str, Any], choices: Sequence[Choice]) -> st
         f"{search['holdout_from_train']:.0%} of each TRAINING split held out from training "
         f"(at most {search['max_eval_samples']} examples), best evaluation, x100. The reported "
         "dev sets were not used. Chosen: the best mean over the tasks (**bold**); "
-        "conf/hparams/minilm/*.yaml carries these rates. Config: conf/study/lr_search.yaml.",
+        "conf/hparams/minilm/*.yaml carries these rates. Config: conf/study/lr_search.yaml. "
+        "NaN: a failed run, or one that collapsed to a constant prediction (its correlation is "
+        "undefined); such a rate never wins.",
         "",
         "| method | rate | " + " | ".join(tasks) + " | mean | chosen |",
         "|---|---:|" + "---:|" * len(tasks) + "---:|---|",
