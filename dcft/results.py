@@ -199,6 +199,15 @@ class RunIdentity:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def differences(self, recorded: Any) -> list[str]:
+        """The identity fields in which ``recorded`` (a record's identity) names another run.
+        The experiment is not one: it names the table that first asked for the run, and every
+        table that lists the same run shares its record."""
+        recorded = recorded if isinstance(recorded, dict) else {}
+        return sorted(
+            k for k, v in self.to_dict().items() if k != "experiment" and recorded.get(k) != v
+        )
+
 
 class ForeignRecordError(CorruptRecordError):
     """A record at a run's path belongs to another run (copied, or written by other code)."""
@@ -221,10 +230,7 @@ def read_record(path: Path, identity: RunIdentity | None = None) -> dict[str, An
             f"result record {path} is not a dcft run record (status must be one of {STATUSES}); "
             "it was left untouched: inspect or delete it"
         )
-    if identity is not None and record.get("identity") != identity.to_dict():
-        differing = sorted(
-            k for k, v in identity.to_dict().items() if (record.get("identity") or {}).get(k) != v
-        )
+    if identity is not None and (differing := identity.differences(record.get("identity"))):
         raise ForeignRecordError(
             f"result record {path} belongs to another run (identity differs in {differing}); "
             "it was left untouched: move or delete it"

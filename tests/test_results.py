@@ -11,8 +11,10 @@ import pytest
 import dcft.results
 from dcft.results import (
     CorruptRecordError,
+    ForeignRecordError,
     RunIdentity,
     hparams_hash,
+    make_record,
     method_slug,
     read_record,
     summarize,
@@ -97,6 +99,20 @@ def test_record_path_is_keyed_by_identity(tmp_path):
     # The experiment that asks for a run does not change where it lands: tables share runs.
     cfg.experiment = "table4"
     assert RunIdentity.from_config(cfg).record_path(cfg.results_dir) == path
+
+
+def test_a_record_is_shared_by_every_table_that_lists_it(tmp_path):
+    """Table 4's d = 8 is Table 1's DCFT: the second table reads the first one's record as its
+    own (the experiment is not part of what makes a run), while another seed's is refused."""
+    cfg = compose_config(["model=tiny-deberta", "task=rte", "method=dcft", *place(tmp_path, "d")])
+    cfg.experiment = "table1"
+    first = RunIdentity.from_config(cfg)
+    path = write_json(first.record_path(cfg.results_dir), make_record(first, {}, "finished"))
+    cfg.experiment = "table4"
+    assert read_record(path, RunIdentity.from_config(cfg))["identity"]["experiment"] == "table1"
+    cfg.seed = 1
+    with pytest.raises(ForeignRecordError, match=r"\['seed'\]"):
+        read_record(path, RunIdentity.from_config(cfg))
 
 
 def test_atomic_write_leaves_old_record_or_none(tmp_path, monkeypatch):
