@@ -51,10 +51,10 @@ venv: $(VENV)/.runtime
 dev: $(VENV)/.dev
 
 demo: $(VENV)/.runtime
-	$(PY) -m dcft.demo
+	$(PY) -m dcft.tools.demo
 
 params: $(VENV)/.runtime
-	$(PY) -m dcft.params
+	$(PY) -m dcft.tools.params
 
 test: $(VENV)/.dev
 	$(PY) -m pytest -q
@@ -72,8 +72,8 @@ reproduce-all: $(addprefix reproduce-table,$(TABLES))
 report: $(VENV)/.runtime
 	$(PY) -m dcft.report
 	$(PY) -m dcft.report --runs results/study/runs --out results/study/tables --tables $(STUDY_TABLES)
-	$(PY) -m dcft.study_report
-	$(PY) -m dcft.lr_search --summarize
+	$(PY) -m dcft.report.study
+	$(PY) -m dcft.tools.lr_search --summarize
 
 # Two runs at a time, one thread each, so that every run of the study is timed under the same load.
 study: $(VENV)/.runtime
@@ -81,10 +81,10 @@ study: $(VENV)/.runtime
 		--launcher joblib hydra.launcher.n_jobs=2 results_dir=results/study/runs logger=none &&) true
 
 study-lr-search: $(VENV)/.runtime
-	$(PY) -m dcft.lr_search
+	$(PY) -m dcft.tools.lr_search
 
 bench: $(VENV)/.runtime
 	$(PY) scripts/bench.py
 
 wandb-sync: $(VENV)/.runtime
-	$(PY) -m dcft.tracking sync --outputs $(or $(OUTPUTS),outputs)
+	$(PY) -m dcft.run.tracking sync --outputs $(or $(OUTPUTS),outputs)

@@ -26,8 +26,8 @@ import pyarrow.parquet as pq
 
 from dcft.data import TASKS, TaskSpec, get_task, load_raw_splits
 from dcft.data.glue import read_glue_tsv
+from dcft.data.metrics import check_labels_visible, glue_metrics, squad_v1_scores, squad_v2_scores
 from dcft.data.squad import read_squad_json
-from dcft.metrics import check_labels_visible, glue_metrics, squad_v1_scores, squad_v2_scores
 
 
 class ScoreInputError(ValueError):

@@ -5,7 +5,7 @@
 Each table is one or more Hydra multirun experiments in conf/experiment/ (``table1-*`` splits
 Table 1 by model; ``mini-tableN`` is the CPU-sized twin). ``--dry-run`` expands the sweep
 exactly as Hydra will, composes every run's config and says which runs already have a record;
-otherwise each experiment is launched as ``python -m dcft.train +experiment=NAME``, where runs
+otherwise each experiment is launched as ``python -m dcft.train experiment=NAME``, where runs
 with a finished record are skipped.
 """
 
@@ -24,8 +24,9 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
-from dcft.results import CorruptRecordError, ForeignRecordError, RunIdentity, read_record
-from dcft.train import CONF_DIR
+from dcft.run.config import CONF_DIR
+from dcft.run.identity import RunIdentity
+from dcft.run.records import CorruptRecordError, ForeignRecordError, read_record
 
 EXPERIMENT_DIR = CONF_DIR / "experiment"
 SCALES = ("paper", "mini")
@@ -67,7 +68,7 @@ def job_overrides(experiment: str, overrides: Sequence[str] = ()) -> list[list[s
         for o, p in zip(overrides, parser.parse_overrides(list(overrides)), strict=True)
         if not p.is_sweep_override()
     ]
-    params = _compose([f"+experiment={experiment}", *fixed], hydra_config=True).hydra.sweeper.params
+    params = _compose([f"experiment={experiment}", *fixed], hydra_config=True).hydra.sweeper.params
     given = {_key(o) for o in overrides}
     sweep = [f"{k}={v}" for k, v in (params or {}).items() if k not in given] + list(overrides)
     [jobs] = BasicSweeper.split_arguments(parser.parse_overrides(sweep), max_batch_size=None)
@@ -99,7 +100,7 @@ def plan(table: str, scale: str = "paper", overrides: Sequence[str] = ()) -> lis
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for experiment in experiments(table, scale):
             for job in job_overrides(experiment, overrides):
-                cfg = _compose([f"+experiment={experiment}", *job])
+                cfg = _compose([f"experiment={experiment}", *job])
                 identity = RunIdentity.from_config(cfg)
                 path = identity.record_path(cfg.results_dir)
                 runs.append(
@@ -126,7 +127,7 @@ def launch(table: str, scale: str, launcher: str, overrides: Sequence[str]) -> i
             sys.executable,
             "-m",
             "dcft.train",
-            f"+experiment={experiment}",
+            f"experiment={experiment}",
             f"hydra/launcher={launcher}",
             *overrides,
         ]

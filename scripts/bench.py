@@ -35,7 +35,6 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
-from dcft.benchmark import Stats, live_bytes, machine_info, peak_bytes_during, time_interleaved
 from dcft.methods import (
     adapter_state,
     applied_method,
@@ -47,7 +46,14 @@ from dcft.methods import (
 )
 from dcft.methods.dcft import DcftLinear
 from dcft.methods.lora import LoraLinear
-from dcft.models import build_model, repo_config
+from dcft.run.models import build_model, repo_config
+from dcft.tools.benchmark import (
+    Stats,
+    live_bytes,
+    machine_info,
+    peak_bytes_during,
+    time_interleaved,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = (2, 4, 8)

@@ -16,8 +16,10 @@ from omegaconf import DictConfig
 
 import dcft.train
 from dcft.data.glue import glue_folder
+from dcft.run.config import CONF_DIR
 
-CONF_DIR = dcft.train.CONF_DIR
+# The checkout's root: subprocesses get it on PYTHONPATH so they import this tree's dcft.
+REPO = Path(__file__).resolve().parents[1]
 # ../shared/data beside the checkout (as CI lays it out): the real GLUE and SQuAD files.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")

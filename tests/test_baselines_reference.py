@@ -13,10 +13,10 @@ from torch import nn
 from transformers import TrainerCallback, get_linear_schedule_with_warmup
 
 import dcft
-import dcft.train
+import dcft.run.runner
 from dcft.methods import adapter_layers, applied_method
 from dcft.methods.sora import SparseAdamW
-from dcft.training import AuxiliaryOptimizerCallback
+from dcft.run.trainer import AuxiliaryOptimizerCallback
 from tests.conftest import FAST, compose_config, place
 
 from .tiny_models import TINY, tiny_inputs, tiny_model
@@ -177,7 +177,7 @@ def test_gate_rate_in_a_real_run(tmp_path, tiny_data, monkeypatch):
         *FAST,
         *place(tmp_path, tiny_data),
     ]
-    dcft.train.run(compose_config(overrides), callbacks=[MainRate()])
+    dcft.run.runner.run(compose_config(overrides), callbacks=[MainRate()])
     expected = [linear_warmup_decay(t, 2, 4) for t in range(4)]
     assert main_rates == pytest.approx([1e-3 * m for m in expected])
     assert used == pytest.approx([2e-3 * m for m in expected])

@@ -18,8 +18,8 @@ from dcft.data import (
     prepare_squad_train_features,
     tokenize_squad,
 )
+from dcft.data.metrics import squad_metrics
 from dcft.data.squad import SQUAD_FEATURES
-from dcft.metrics import squad_metrics
 from tests.conftest import SHARED_DATA
 
 FILLER = " ".join(f"Sentence number {k} talks about nothing in particular." for k in range(60))

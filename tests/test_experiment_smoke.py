@@ -9,8 +9,8 @@ import json
 import pytest
 from hydra import initialize_config_dir
 
+from dcft.run.runner import run
 from dcft.sweep import CONF_DIR, job_overrides
-from dcft.train import run
 from tests.conftest import compose_config, place, records
 from tests.test_experiments import ALL_EXPERIMENTS
 
@@ -40,11 +40,11 @@ def first_job(experiment: str) -> list[str]:
 @pytest.mark.parametrize("experiment", ALL_EXPERIMENTS)
 def test_first_run_of_every_experiment_trains_and_records(experiment, tmp_path, tiny_data):
     job = first_job(experiment)
-    paper_cfg = compose_config([f"+experiment={experiment}", *job])
+    paper_cfg = compose_config([f"experiment={experiment}", *job])
     tiny = TINY_TWIN[paper_cfg.model.name]
     cfg = compose_config(
         [
-            f"+experiment={experiment}",
+            f"experiment={experiment}",
             *job,
             "model.source=config",
             f"model.path={tiny}",

@@ -36,7 +36,7 @@ def test_every_table_has_its_experiments():
 
 @pytest.mark.parametrize("experiment", ALL_EXPERIMENTS)
 def test_experiment_composes_into_a_multirun(hydra_conf, experiment):
-    cfg = compose("config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
+    cfg = compose("config", overrides=[f"experiment={experiment}"], return_hydra_config=True)
     assert cfg.hydra.mode.name == "MULTIRUN"
     assert cfg.experiment.removeprefix("mini-").split("-")[0] in PAPER_CELLS
     assert (cfg.model.name == "minilm") == experiment.startswith("mini-")

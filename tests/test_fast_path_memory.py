@@ -19,9 +19,9 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from dcft.benchmark import peak_bytes_during
 from dcft.methods.dcft import DcftLinear
 from dcft.methods.lora import LoraLinear
+from dcft.tools.benchmark import peak_bytes_during
 
 # tokens > n_in, n_out, so the small factors (n x k*d) stay below the token-sized hidden (T x k*d)
 BATCH, SEQ, N_IN, N_OUT, D = 4, 128, 128, 256, 8

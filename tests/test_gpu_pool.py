@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from dcft import gpu_pool
+from dcft.run import gpu_pool
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_dir
 
-from dcft.results import hashed_config, hparams_hash
+from dcft.run.identity import hashed_config, hparams_hash
 from dcft.sweep import CONF_DIR, experiments, job_overrides, tables
 
 GLUE = ("cola", "mnli", "mrpc", "qnli", "qqp", "rte", "sst2", "stsb")
@@ -61,7 +61,7 @@ def test_every_paper_cell_evaluates_as_the_authors_scripts(hydra_conf):
     for table in tables():
         for experiment in experiments(table):
             for job in job_overrides(experiment, ["seed=0"]):
-                cfg = compose("config", overrides=[f"+experiment={experiment}", *job])
+                cfg = compose("config", overrides=[f"experiment={experiment}", *job])
                 steps = EVAL_STEPS[cfg.model.name][cfg.task.name]
                 assert cfg.trainer.eval_strategy == "steps", (experiment, job)
                 assert cfg.trainer.eval_steps == steps, (experiment, job)

@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from tests.conftest import CONF_DIR, FAST, place, records
+from tests.conftest import FAST, REPO, place, records
 
 
 def train(launch: list[str], tmp_path, tiny_data, *overrides: str) -> str:
     """``<launch> -m dcft.train <overrides>`` in a subprocess, as a user types it; its stdout."""
     argv = [*launch, "-m", "dcft.train", *overrides, *FAST, *place(tmp_path, tiny_data)]
-    env = {**os.environ, "PYTHONPATH": str(CONF_DIR.parent), "WANDB_MODE": "disabled"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled"}
     done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout

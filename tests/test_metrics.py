@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from dcft.metrics import (
+from dcft.data.metrics import (
     glue_metrics,
     main_metric,
     normalize_answer,

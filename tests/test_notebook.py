@@ -11,9 +11,10 @@ import torch
 from nbclient import NotebookClient
 
 import dcft
-from dcft.models import build_model
-from dcft.results import RunIdentity, make_record, method_slug, resolved_options, write_json
-from dcft.train import run
+from dcft.run.identity import RunIdentity, method_slug, resolved_options
+from dcft.run.models import build_model
+from dcft.run.records import make_record, write_json
+from dcft.run.runner import run
 from tests.conftest import SHARED_DATA, compose_config, place
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "delta_w.ipynb"
@@ -123,7 +124,7 @@ def test_notebook_runs_on_adapters_of_the_mini_sweeps(
     for experiment, job in MINI_JOBS:
         cfg = compose_config(
             [
-                f"+experiment={experiment}",
+                f"experiment={experiment}",
                 "task=rte",
                 "seed=0",
                 *job,

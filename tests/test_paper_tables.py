@@ -23,7 +23,7 @@ from statistics import mean
 import pandas as pd
 import pytest
 
-from dcft.paper import (
+from dcft.report.paper import (
     PAPER_DIR,
     load_paper_averages,
     load_paper_results,

@@ -6,8 +6,8 @@ import csv
 
 import pytest
 
-from dcft.paper import parse_param_count
-from dcft.params import main
+from dcft.report.paper import parse_param_count
+from dcft.tools.params import main
 
 
 @pytest.fixture(scope="module")

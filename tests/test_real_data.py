@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from dcft.demo import COMMON, demo_config
-from dcft.train import run
+from dcft.run.runner import run
+from dcft.tools.demo import COMMON, demo_config
 from tests.conftest import SHARED_DATA, place
 
 MARGIN = 0.05

@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import dcft.results
-from dcft.aggregate import MISSING, TABLES, TWIN_LABEL, build_table, load_runs
-from dcft.report import main, report
-from dcft.report_render import tidy, to_markdown
-from dcft.results import RunIdentity, make_record, method_slug, resolved_options, write_json
+import dcft.run.records
+from dcft.report.aggregate import MISSING, TABLES, TWIN_LABEL, build_table, load_runs
+from dcft.report.cli import main, report
+from dcft.report.render import tidy, to_markdown
+from dcft.run.identity import RunIdentity, method_slug, resolved_options
+from dcft.run.records import make_record, write_json
 
 GLUE8 = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
 METRIC = {"cola": "matthews_correlation", "stsb": "pearson"}
@@ -104,7 +105,7 @@ def write_run(
 @pytest.fixture(autouse=True)
 def _fast_records(monkeypatch: pytest.MonkeyPatch) -> None:
     """make_record's environment probe (git, package versions) is irrelevant here and slow."""
-    monkeypatch.setattr(dcft.results, "environment", dict)
+    monkeypatch.setattr(dcft.run.records, "environment", dict)
 
 
 @pytest.fixture

@@ -8,19 +8,17 @@ import shutil
 
 import pytest
 
-import dcft.results
-from dcft.results import (
+import dcft.run.records
+from dcft.run.identity import RunIdentity, hparams_hash, method_slug
+from dcft.run.records import (
     CorruptRecordError,
     ForeignRecordError,
-    RunIdentity,
-    hparams_hash,
     make_record,
-    method_slug,
     read_record,
     summarize,
     write_json,
 )
-from dcft.train import run
+from dcft.run.runner import run
 from tests.conftest import FAST, compose_config, place, records
 
 
@@ -122,14 +120,14 @@ def test_atomic_write_leaves_old_record_or_none(tmp_path, monkeypatch):
         handle.write('{"status": "fini')
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dcft.results.json, "dump", dump_half_then_die)
+    monkeypatch.setattr(dcft.run.records.json, "dump", dump_half_then_die)
     with pytest.raises(KeyboardInterrupt):
         write_json(path, {"status": "finished"})
     assert list(path.parent.iterdir()) == []  # no record, no temp file
 
     monkeypatch.undo()
     write_json(path, {"status": "finished", "n": 1})
-    monkeypatch.setattr(dcft.results.json, "dump", dump_half_then_die)
+    monkeypatch.setattr(dcft.run.records.json, "dump", dump_half_then_die)
     with pytest.raises(KeyboardInterrupt):
         write_json(path, {"status": "finished", "n": 2})
     assert json.loads(path.read_text()) == {"status": "finished", "n": 1}

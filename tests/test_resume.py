@@ -17,13 +17,13 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 import dcft.train
-from dcft.checkpoints import last_complete_checkpoint, write_manifest
 from dcft.methods import apply_method
-from dcft.models import build_model
-from dcft.results import RunIdentity
-from dcft.train import run
-from dcft.training import AUXILIARY_STATE, TRAINABLE_STATE
-from tests.conftest import CONF_DIR, compose_config, place, records
+from dcft.run.checkpoints import last_complete_checkpoint, write_manifest
+from dcft.run.identity import RunIdentity
+from dcft.run.models import build_model
+from dcft.run.runner import run
+from dcft.run.trainer import AUXILIARY_STATE, TRAINABLE_STATE
+from tests.conftest import REPO, compose_config, place, records
 
 STEPS = ["trainer.max_steps=6", "trainer.eval_steps=2", "trainer.logging_steps=2"]
 
@@ -165,7 +165,7 @@ def test_sigkilled_process_resumes(tmp_path, tiny_data):
         "trainer.save_steps=1",
         "trainer.eval_steps=20",
     ]
-    env = {**os.environ, "PYTHONPATH": str(CONF_DIR.parent)}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
         argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

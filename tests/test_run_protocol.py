@@ -16,13 +16,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import dcft.runtime
+import dcft.run.runtime
 from dcft.data import load_task_data
 from dcft.data.errors import DataUnavailableError
-from dcft.models import build_model, minilm_path
-from dcft.runtime import resolve_precision, split_batch
-from dcft.train import run
-from dcft.training import training_arguments
+from dcft.run.fitting import training_arguments
+from dcft.run.models import build_model, minilm_path
+from dcft.run.runner import run
+from dcft.run.runtime import resolve_precision, split_batch
 from tests.conftest import FAST, compose_config, place, records
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,20 +88,20 @@ def test_precision_auto_never_picks_fp16(monkeypatch):
 
 @pytest.mark.parametrize("experiment", PAPER_EXPERIMENTS)
 def test_paper_experiments_train_in_fp32(experiment):
-    cfg = compose_config([f"+experiment={experiment}"])
+    cfg = compose_config([f"experiment={experiment}"])
     assert cfg.trainer.precision == "fp32"
 
 
 def test_resolved_precision_is_part_of_the_run_key(monkeypatch):
-    from dcft.results import hparams_hash
+    from dcft.run.identity import hparams_hash
 
     auto = compose_config(["trainer.precision=auto"])
     fp32 = compose_config(["trainer.precision=fp32"])
     bf16 = compose_config(["trainer.precision=bf16"])
     assert hparams_hash(auto) == hparams_hash(fp32)  # auto is fp32 on this CPU
     assert hparams_hash(bf16) != hparams_hash(fp32)
-    monkeypatch.setattr(dcft.runtime, "resolve_precision", lambda p: "bf16")
-    monkeypatch.setattr("dcft.results.resolve_precision", lambda p: "bf16")
+    monkeypatch.setattr(dcft.run.runtime, "resolve_precision", lambda p: "bf16")
+    monkeypatch.setattr("dcft.run.identity.resolve_precision", lambda p: "bf16")
     assert hparams_hash(auto) == hparams_hash(bf16)  # the same config on a bf16 GPU
 
 
@@ -111,7 +111,7 @@ def test_global_batch_splits_over_processes(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"batch_size=32.*3 process"):
         split_batch(32, 3)
     cfg = compose_config(["trainer.batch_size=32"])
-    monkeypatch.setattr("dcft.training.world_size", lambda: 4)
+    monkeypatch.setattr("dcft.run.fitting.world_size", lambda: 4)
     args = training_arguments(cfg.trainer, tmp_path, 0, [], "x")
     assert args.per_device_train_batch_size == 8
     monkeypatch.setenv("WORLD_SIZE", "4")

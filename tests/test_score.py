@@ -26,10 +26,10 @@ from omegaconf import OmegaConf
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score
 
+from dcft.data.metrics import squad_metrics, squad_v1_scores, squad_v2_scores
+from dcft.data.scorer import Scorer
 from dcft.data.squad import read_squad_json
-from dcft.metrics import squad_metrics, squad_v1_scores, squad_v2_scores
 from dcft.score import main
-from dcft.training import Scorer
 from tests.conftest import SHARED_DATA
 
 V1_DEV = SHARED_DATA / "squad" / "v1.1" / "dev-v1.1.json"

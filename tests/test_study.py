@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from dcft.lr_search import SEARCH_CONFIG, choose, load_search, overrides, summary_markdown
-from dcft.study_report import majority_scores, paired_difference, score
+from dcft.report.study import majority_scores, paired_difference, score
+from dcft.tools.lr_search import SEARCH_CONFIG, choose, load_search, overrides, summary_markdown
 from tests.conftest import SHARED_DATA, compose_config
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 import torch
 
-import dcft.tracking
-import dcft.training
-from dcft.results import RunIdentity, method_slug, resolved_options
-from dcft.tracking import (
+import dcft.run.tracking
+import dcft.run.trainer
+from dcft.run.identity import RunIdentity, method_slug, resolved_options
+from dcft.run.runner import run
+from dcft.run.tracking import (
     Tracker,
     api_key_configured,
     record_summary,
@@ -28,7 +29,6 @@ from dcft.tracking import (
     run_tags,
     wandb_run_id,
 )
-from dcft.train import run
 from tests.conftest import FAST, compose_config, place
 
 _BLOCK = 32768
@@ -156,7 +156,7 @@ def test_offline_run_holds_identity_summary_and_artifact(tmp_path, tiny_data, wa
 
 @pytest.mark.slow
 def test_nan_run_ends_failed_with_exit_code_1(tmp_path, tiny_data, wandb_dirs, monkeypatch):
-    monkeypatch.setattr(dcft.training, "regularizer", lambda model: torch.tensor(float("nan")))
+    monkeypatch.setattr(dcft.run.trainer, "regularizer", lambda model: torch.tensor(float("nan")))
     cfg = compose_config([*OFFLINE, *place(tmp_path, tiny_data)])
     record = run(cfg)
     assert record["status"] == "failed"
@@ -295,9 +295,9 @@ def test_tag_sweeps_equal_hydra_composition(experiment, tmp_path, tiny_data):
     composes it gives the same (model, task, method slug) set."""
     from hydra import initialize_config_dir
 
-    from dcft.run_tables import sweep_keys
+    from dcft.run.config import CONF_DIR
+    from dcft.run.run_tables import sweep_keys
     from dcft.sweep import job_overrides
-    from dcft.train import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         jobs = {
@@ -306,7 +306,7 @@ def test_tag_sweeps_equal_hydra_composition(experiment, tmp_path, tiny_data):
     composed = set()
     for job in jobs:
         identity = RunIdentity.from_config(
-            compose_config([f"+experiment={experiment}", *job, *place(tmp_path, tiny_data)])
+            compose_config([f"experiment={experiment}", *job, *place(tmp_path, tiny_data)])
         )
         composed.add((identity.model, identity.task, identity.method_slug))
     assert sweep_keys(experiment) == composed
@@ -340,12 +340,12 @@ def test_sync_uploads_unsynced_offline_runs_only(tmp_path, monkeypatch, capsys):
             log.with_suffix(".wandb.synced").touch()  # what `wandb sync` leaves
         return subprocess.CompletedProcess(command, 0, "", "")
 
-    monkeypatch.setattr(dcft.tracking.subprocess, "run", wandb_sync)
-    dcft.tracking.main(["sync", "--outputs", str(outputs)])
+    monkeypatch.setattr(dcft.run.tracking.subprocess, "run", wandb_sync)
+    dcft.run.tracking.main(["sync", "--outputs", str(outputs)])
     assert calls == [[sys.executable, "-m", "wandb", "sync", str(f)] for f in (first, second)]
     assert "3 offline W&B runs" in capsys.readouterr().out
 
-    dcft.tracking.main(["sync", "--outputs", str(outputs)])  # all synced now
+    dcft.run.tracking.main(["sync", "--outputs", str(outputs)])  # all synced now
     assert len(calls) == 2
 
 
@@ -353,12 +353,12 @@ def test_sync_names_runs_it_could_not_upload(tmp_path, monkeypatch, capsys):
     outputs = tmp_path / "outputs"
     folder = _offline_run(outputs, "a")
     monkeypatch.setattr(
-        dcft.tracking.subprocess,
+        dcft.run.tracking.subprocess,
         "run",
         lambda command, **kwargs: subprocess.CompletedProcess(
             command, 1, "", "wandb: not logged in"
         ),
     )
     with pytest.raises(SystemExit, match="1"):
-        dcft.tracking.main(["sync", "--outputs", str(outputs)])
+        dcft.run.tracking.main(["sync", "--outputs", str(outputs)])
     assert f"not synced: {folder}: exit code 1; wandb: not logged in" in capsys.readouterr().out

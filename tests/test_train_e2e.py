@@ -19,15 +19,16 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 from transformers import TrainerCallback
 
-import dcft.train
-import dcft.training
+import dcft.run.runner
+import dcft.run.trainer
 from dcft.data import get_task, load_raw_splits
 from dcft.methods import METHODS, adapter_layers
-from dcft.results import RunIdentity, resolved_options
+from dcft.run.identity import RunIdentity, resolved_options
 from tests.conftest import (
     CONF_DIR,
     FAST,
     GLUE_TASKS,
+    REPO,
     SQUAD_TASKS,
     compose_config,
     place,
@@ -137,7 +138,7 @@ def test_command_line_entry_point(tmp_path, tiny_data):
     done = subprocess.run(
         [sys.executable, "-m", "dcft.train", *argv],
         cwd=tmp_path,
-        env={**_env(), "PYTHONPATH": str(CONF_DIR.parent)},
+        env={**_env(), "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
         timeout=300,
@@ -250,7 +251,7 @@ def test_run_dir_and_record_share_the_identity(tmp_path):
 @pytest.mark.parametrize("method", GROUPS["method"])
 def test_every_method_trains(tmp_path, tiny_data, method):
     cfg = compose_config(["task=rte", f"method={method}", *FAST, *place(tmp_path, tiny_data)])
-    record = dcft.train.run(cfg)
+    record = dcft.run.runner.run(cfg)
     assert record["status"] == "finished"
     assert record["identity"]["method"] == method
 
@@ -270,7 +271,7 @@ def test_optimizer_excludes_auxiliary_parameters_and_steps_them(tmp_path, tiny_d
             captured["model"] = model
 
     cfg = compose_config(["task=rte", "method=sora", *FAST, *place(tmp_path, tiny_data)])
-    dcft.train.run(cfg, callbacks=[Capture()])
+    dcft.run.runner.run(cfg, callbacks=[Capture()])
     model = captured["model"]
     gates = applied_method(model).auxiliary_parameters(model)
     assert gates and not captured["main"] & {id(g) for g in gates}
@@ -281,7 +282,7 @@ def test_optimizer_excludes_auxiliary_parameters_and_steps_them(tmp_path, tiny_d
 def test_merged_evaluation_gives_the_same_metrics(tmp_path, tiny_data, method, monkeypatch):
     """trainer.merged_eval folds every update into its weight for evaluation only."""
     merged_during_eval = []
-    real_merged = dcft.training.merged
+    real_merged = dcft.run.trainer.merged
 
     @contextlib.contextmanager
     def spy(model):
@@ -289,7 +290,7 @@ def test_merged_evaluation_gives_the_same_metrics(tmp_path, tiny_data, method, m
             merged_during_eval.append(all(m.merged for m in adapter_layers(model)))
             yield model
 
-    monkeypatch.setattr(dcft.training, "merged", spy)
+    monkeypatch.setattr(dcft.run.trainer, "merged", spy)
     evaluations, predictions = {}, {}
     for merged_eval in (False, True):
         cfg = compose_config(
@@ -301,7 +302,7 @@ def test_merged_evaluation_gives_the_same_metrics(tmp_path, tiny_data, method, m
                 *place(tmp_path / str(merged_eval), tiny_data),
             ]
         )
-        record = dcft.train.run(cfg)
+        record = dcft.run.runner.run(cfg)
         assert record["status"] == "finished"
         evaluations[merged_eval] = record["evaluations"]
         saved = json.loads(Path(record["predictions_path"]).read_text())

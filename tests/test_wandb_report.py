@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-import dcft.results
-from dcft.aggregate import TABLES
-from dcft.report import main
-from dcft.report_render import tex_escape
-from dcft.tracking import record_summary, run_config
-from dcft.wandb_runs import load_wandb_runs
+import dcft.run.records
+from dcft.report.aggregate import TABLES
+from dcft.report.cli import main
+from dcft.report.render import tex_escape
+from dcft.report.wandb_runs import load_wandb_runs
+from dcft.run.tracking import record_summary, run_config
 from tests.test_report import write_run
 
 PROJECT = "lab/dcft-repro"
@@ -25,7 +25,7 @@ PROJECT = "lab/dcft-repro"
 @pytest.fixture(autouse=True)
 def _fast_records(monkeypatch: pytest.MonkeyPatch) -> None:
     """make_record's environment probe (git, package versions) is irrelevant here and slow."""
-    monkeypatch.setattr(dcft.results, "environment", dict)
+    monkeypatch.setattr(dcft.run.records, "environment", dict)
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dcft.models import build_model, repo_config
+from dcft.run.models import build_model, repo_config
 
 TINY = ("tiny-deberta", "tiny-roberta", "tiny-bert")
 NUM_LABELS = 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -139,8 +140,17 @@ def save_adapter(model: nn.Module, path: str | Path) -> Path:
     return path
 
 
-def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load a saved adapter onto ``model``: applies the saved method first if none is applied."""
+@dataclass(frozen=True)
+class SavedAdapter:
+    """A saved adapter file's content: the method, its full options and the tensors."""
+
+    method: str
+    options: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+
+
+def read_adapter(path: str | Path) -> SavedAdapter:
+    """Read a file ``save_adapter`` wrote, without a model (e.g. to look at its Delta W)."""
     path = Path(path)
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata() or {}
@@ -149,7 +159,14 @@ def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
                 f"{path} is not a dcft adapter file (format {metadata.get('format')!r})"
             )
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict
-    name, options = metadata["method"], json.loads(metadata["options"])
+    return SavedAdapter(metadata["method"], json.loads(metadata["options"]), tensors)
+
+
+def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a saved adapter onto ``model``: applies the saved method first if none is applied."""
+    path = Path(path)
+    saved = read_adapter(path)
+    name, options, tensors = saved.method, saved.options, saved.tensors
     method = applied_method(model)
     if method is None:
         apply_method(model, name, **options)

@@ -23,25 +23,20 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import dcft.run_lock
+import dcft.run.run_lock
+import dcft.run.runner
+import dcft.run.trainer
 import dcft.train
-import dcft.training
-from dcft.checkpoints import MANIFEST, damage
-from dcft.results import (
-    ForeignRecordError,
-    RunIdentity,
-    lock_path,
-    make_record,
-    read_record,
-    write_json,
-)
-from dcft.run_lock import Owner, RunLockedError, run_lock
-from dcft.train import PENDING_RECORD, run
-from dcft.training import TRAINABLE_STATE
-from tests.conftest import CONF_DIR, FAST, compose_config, place, records
+from dcft.run.checkpoints import MANIFEST, damage
+from dcft.run.identity import RunIdentity
+from dcft.run.records import ForeignRecordError, lock_path, make_record, read_record, write_json
+from dcft.run.run_lock import Owner, RunLockedError, run_lock
+from dcft.run.runner import PENDING_RECORD, run
+from dcft.run.trainer import TRAINABLE_STATE
+from tests.conftest import FAST, REPO, compose_config, place, records
 from tests.test_resume import KillAfterCheckpoint, Killed
 
-ENV = {**os.environ, "PYTHONPATH": str(CONF_DIR.parent), "WANDB_MODE": "disabled"}
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled"}
 TRAIN = [sys.executable, "-m", "dcft.train"]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
 HOST = socket.gethostname()
@@ -90,13 +85,13 @@ def never_trains(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("this run must not train")
 
-    monkeypatch.setattr(dcft.train, "build_model", refuse)
-    monkeypatch.setattr(dcft.train, "fit", refuse)
+    monkeypatch.setattr(dcft.run.runner, "build_model", refuse)
+    monkeypatch.setattr(dcft.run.runner, "fit", refuse)
 
 
 def nan_regularizer(monkeypatch: pytest.MonkeyPatch) -> None:
     """Inject a NaN into every training loss (through the method's regulariser)."""
-    monkeypatch.setattr(dcft.training, "regularizer", lambda model: torch.tensor(float("nan")))
+    monkeypatch.setattr(dcft.run.trainer, "regularizer", lambda model: torch.tensor(float("nan")))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,16 +210,16 @@ def test_two_takeovers_of_one_stale_lock_leave_one_owner(tmp_path, monkeypatch):
     dead.wait()
     lock = write_lock(tmp_path / "seed0-00000000.json", dead.pid)
     first = contextlib.ExitStack()
-    take_over = dcft.run_lock._take_over
+    take_over = dcft.run.run_lock._take_over
 
     def first_launch_wins_meanwhile(path: Path, stale: Owner, stale_after_s: float) -> None:
         # The second launch has judged the dead owner stale; before its rename, the first
         # launch does the same, takes the lock over and holds the run.
-        monkeypatch.setattr(dcft.run_lock, "_take_over", take_over)
+        monkeypatch.setattr(dcft.run.run_lock, "_take_over", take_over)
         first.enter_context(run_lock(path))
         take_over(path, stale, stale_after_s)
 
-    monkeypatch.setattr(dcft.run_lock, "_take_over", first_launch_wins_meanwhile)
+    monkeypatch.setattr(dcft.run.run_lock, "_take_over", first_launch_wins_meanwhile)
     with first:
         held = f"host {HOST}, pid {os.getpid()}"
         with pytest.raises(RunLockedError, match=held), run_lock(lock):
@@ -265,9 +260,9 @@ import os
 import torch
 
 import dcft.train
-import dcft.training
+import dcft.run.trainer
 
-original = dcft.training.regularizer
+original = dcft.run.trainer.regularizer
 calls = 0
 
 
@@ -279,7 +274,7 @@ def regularizer(model):
     return original(model)
 
 
-dcft.training.regularizer = regularizer
+dcft.run.trainer.regularizer = regularizer
 dcft.train.main()
 '''
 
@@ -451,14 +446,14 @@ def test_failed_record_write_keeps_the_trained_state(tmp_path, tiny_data, monkey
     pending = Path(cfg.run_dir) / PENDING_RECORD
 
     with monkeypatch.context() as patch:
-        real = dcft.train.write_json
+        real = dcft.run.runner.write_json
 
         def full_disk(path: Path, record):
             if Path(path) == record_path:
                 raise OSError(f"cannot write {path}: No space left on device")
             return real(path, record)
 
-        patch.setattr(dcft.train, "write_json", full_disk)
+        patch.setattr(dcft.run.runner, "write_json", full_disk)
         with pytest.raises(OSError, match="No space left on device"):
             run(cfg)
     assert not record_path.exists()
@@ -485,9 +480,10 @@ SLOW_PUBLISH_ON_RANK_0 = '''\
 import os
 import time
 
+import dcft.run.runner
 import dcft.train
 
-publish = dcft.train._publish
+publish = dcft.run.runner._publish
 
 
 def slow_publish(*args, **kwargs):
@@ -496,7 +492,7 @@ def slow_publish(*args, **kwargs):
     return publish(*args, **kwargs)
 
 
-dcft.train._publish = slow_publish
+dcft.run.runner._publish = slow_publish
 dcft.train.main()
 '''
 

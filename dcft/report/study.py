@@ -1,0 +1,170 @@
+"""The CPU study's own summary: every method on every task beside the two rows that make a cell
+readable (the dev set's majority class and head-only training), with seeds, parameters and
+training time, and the paired differences the paper's claims rest on.
+
+    python -m dcft.report.study [--runs results/study/runs] [--out results/study]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import fmean, stdev
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+from dcft.data import get_task, load_raw_splits
+from dcft.data.metrics import glue_metrics
+from dcft.report.aggregate import SELECTS, Run, load_runs
+
+TASKS = ("cola", "sst2", "mrpc", "stsb")
+# (slug, label) in the order printed; rows whose slug has no record are left out.
+ROWS = (
+    ("full", "Full FT"),
+    ("bitfit", "BitFit"),
+    ("hadapter-m8", "HAdapter (m=8)"),
+    ("padapter-m16", "PAdapter (m=16)"),
+    ("lora-r1", "LoRA (r=1)"),
+    ("lorafa-r1", "LoRA-FA (r=1)"),
+    ("sora-r8", "SoRA (r_max=8)"),
+    ("dcft-k8-s8", "DCFT (d=8)"),
+    ("dcft-k2-s2", "DCFT (d=2)"),
+    ("dcft-k4-s4", "DCFT (d=4)"),
+    ("dcft-k6-s6", "DCFT (d=6)"),
+    ("dcft-k12-s12", "DCFT (d=12)"),
+    *((f"dcft-k8-s{s}-impl_reference", f"DCFT (d=8, s={s}, reference path)") for s in (8, 4, 2, 1)),
+    ("head", "Head only (frozen backbone)"),
+)
+# Paired comparisons over tasks x seeds: (slug A, slug B); the difference is A - B.
+PAIRS = (("dcft-k8-s8", "lora-r1"), ("dcft-k8-s8", "full"), ("dcft-k2-s2", "full"))
+
+
+def score(run: Run) -> float | None:
+    """The task's headline metric of the selected evaluation, x100 (paper units)."""
+    spec = get_task(run.task)
+    value = run.scores.get(spec.eval_splits[0], {}).get(spec.metric)
+    return None if value is None else 100 * value
+
+
+def majority_scores(data_dir: str | Path | None, tasks: Sequence[str] = TASKS) -> dict[str, float]:
+    """The headline metric of always predicting the dev set's most frequent label (STS-B:
+    always predicting the mean score, whose correlation is undefined and counted as 0)."""
+    out = {}
+    for task in tasks:
+        spec = get_task(task)
+        labels = np.asarray(
+            load_raw_splits(task, data_dir, splits=[spec.eval_splits[0]])[spec.eval_splits[0]][
+                "label"
+            ]
+        )
+        if spec.is_regression:
+            out[task] = 0.0
+            continue
+        values, counts = np.unique(labels, return_counts=True)
+        constant = np.full_like(labels, values[counts.argmax()])
+        out[task] = 100 * glue_metrics(task, constant, labels)[spec.metric]
+    return out
+
+
+@dataclass(frozen=True)
+class CellStat:
+    mean: float
+    std: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> CellStat | None:
+        if not values:
+            return None
+        return cls(fmean(values), stdev(values) if len(values) > 1 else math.nan, len(values))
+
+    def text(self) -> str:
+        spread = f" ± {self.std:.2f}" if self.n > 1 else ""
+        return f"{self.mean:.2f}{spread}"
+
+
+def paired_difference(a: Sequence[Run], b: Sequence[Run]) -> tuple[float, float, float, int]:
+    """Mean of A - B over the (task, seed) pairs both have, with a 95% t-interval."""
+    by_key = {(r.task, r.seed): score(r) for r in b}
+    diffs = [
+        score(r) - by_key[(r.task, r.seed)]
+        for r in a
+        if by_key.get((r.task, r.seed)) is not None and score(r) is not None
+    ]
+    if len(diffs) < 2:
+        return math.nan, math.nan, math.nan, len(diffs)
+    mean = fmean(diffs)
+    half = scipy_stats.t.ppf(0.975, len(diffs) - 1) * stdev(diffs) / math.sqrt(len(diffs))
+    return mean, mean - half, mean + half, len(diffs)
+
+
+def render(runs: Sequence[Run], majority: dict[str, float], select: str) -> str:
+    by_slug: dict[str, list[Run]] = {}
+    for run in runs:
+        by_slug.setdefault(run.slug, []).append(run)
+    header = ["method", *(get_task(t).label for t in TASKS), "params (paper)", "train time"]
+    lines = [
+        f"Scores x100 ({select} evaluation of each run; mean ± std over seeds, n seeds), "
+        "params = adapter tensors without the head, train time = mean wall time per run "
+        "(training + evaluations) on this 2-core CPU. "
+        "* = not above the majority class by more than twice its seed std.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|---|" + "---:|" * (len(header) - 1),
+        "| Majority class (dev) | "
+        + " | ".join(f"{majority[t]:.2f}" for t in TASKS)
+        + " | 0 | — |",
+    ]
+    for slug, label in ROWS:
+        group = by_slug.get(slug)
+        if not group:
+            continue
+        cells = []
+        for task in TASKS:
+            stat = CellStat.of([s for r in group if r.task == task and (s := score(r)) is not None])
+            if stat is None:
+                cells.append("—")
+                continue
+            weak = stat.n > 1 and stat.mean - majority[task] <= 2 * stat.std
+            cells.append(f"{stat.text()} (n={stat.n}){' *' if weak else ''}")
+        params = sorted({r.params for r in group if r.params is not None})
+        hours = [r.hours for r in group if r.hours is not None]
+        time_text = f"{3600 * fmean(hours):.0f} s" if hours else "—"
+        lines.append(
+            f"| {label} | "
+            + " | ".join(cells)
+            + f" | {params[0] if params else 0:,} | {time_text} |"
+        )
+    lines += ["", "Paired differences over tasks x seeds (A - B, x100, 95% t-interval):", ""]
+    lines += ["| A | B | mean difference | 95% interval | pairs |", "|---|---|---:|---|---:|"]
+    labels = dict(ROWS)
+    for a, b in PAIRS:
+        mean, low, high, n = paired_difference(by_slug.get(a, []), by_slug.get(b, []))
+        lines.append(
+            f"| {labels[a]} | {labels[b]} | {mean:+.2f} | [{low:+.2f}, {high:+.2f}] | {n} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", default="results/study/runs")
+    parser.add_argument("--out", default="results/study")
+    parser.add_argument("--data", default=None, help="data folder (default: DCFT_DATA_DIR)")
+    args = parser.parse_args(argv)
+    majority = majority_scores(args.data)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for select in SELECTS:
+        runs = load_runs(args.runs, select).runs
+        path = out / f"study-{select}.md"
+        path.write_text(f"# CPU study: MiniLM-L6 on GLUE\n\n{render(runs, majority, select)}")
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Running one experiment: config and run identity, records, the Trainer, fitting, tracking."""

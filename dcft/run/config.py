@@ -1,0 +1,38 @@
+"""Where the Hydra configs live and the resolvers they use (``${method_slug:}``,
+``${run_hash:}``, ``${data_fingerprint:}``); importing this module registers them. It imports
+neither torch nor transformers (the resolvers import what they need when first called), so that
+``python -m dcft.train --help`` answers at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def _slug_resolver(*, _root_: DictConfig) -> str:
+    from dcft.run.identity import method_slug
+
+    options = OmegaConf.to_container(_root_.method.options, resolve=True) or {}
+    return method_slug(_root_.method.name, options)
+
+
+def _hash_resolver(*, _root_: DictConfig) -> str:
+    from dcft.run.identity import hparams_hash
+
+    return hparams_hash(_root_)
+
+
+def _data_resolver(*, _root_: DictConfig) -> str:
+    from dcft.data.sources import data_fingerprint
+
+    return data_fingerprint(_root_.task.name, _root_.data.dir)
+
+
+# ${method_slug:} and ${run_hash:} name run folders in conf/ (hydra.run.dir, logger names);
+# ${data_fingerprint:} puts the content of the data files into the run's key.
+OmegaConf.register_new_resolver("method_slug", _slug_resolver, replace=True)
+OmegaConf.register_new_resolver("run_hash", _hash_resolver, replace=True)
+OmegaConf.register_new_resolver("data_fingerprint", _data_resolver, replace=True)

@@ -1,0 +1,171 @@
+"""What names a run: its method slug, the hash of every result-changing setting, and the
+``RunIdentity`` from which its record path and W&B id derive (record layout: dcft.run.records).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from dcft.methods.registry import build_options, get_method
+from dcft.run.runtime import resolve_precision
+
+# Top-level keys that name places or trackers, never the result; the seed has its own path
+# field. `experiment` only names the sweep that asked for the run; `hparams` holds lookup tables (conf/hparams, conf/experiment) whose chosen values land in
+# trainer.*, task.*, model.*, method.options.*, which are hashed.
+_UNHASHED_KEYS = (
+    "hydra",
+    "retry_failed",
+    "logger",
+    "results_dir",
+    "outputs_dir",
+    "run_dir",
+    "experiment",
+    "hparams",
+    "seed",
+)
+# Keys within groups that only change where things go or how much is printed.
+_UNHASHED_NESTED = {
+    "data": ("dir",),
+    "trainer": (
+        "logging_steps",
+        "dataloader_workers",
+        "save_checkpoints",
+        "save_steps",
+        "save_total_limit",
+        "save_every_minutes",
+    ),
+}
+# Options always shown in the slug (even at their default), with their short names.
+_SLUG_KEYS = {
+    "dcft": ("kernel", "stride"),
+    "lora": ("r",),
+    "lorafa": ("r",),
+    "sora": ("r",),
+    "hadapter": ("bottleneck",),
+    "padapter": ("bottleneck",),
+}
+_SHORT = {"kernel": "k", "stride": "s", "bottleneck": "m"}
+# Strengths tuned per task like the learning rate (conf/hparams sets DCFT's alpha and gamma per
+# task): kept out of the slug, so one table row holds every task; the hash still tells them apart.
+_TUNED_PER_TASK = ("alpha", "gamma")
+
+
+def resolved_options(method: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The method's full option set as it will run (defaults filled in, e.g. stride = kernel)."""
+    method_cls = get_method(method)
+    return build_options(method_cls, dict(options)).to_dict()
+
+
+def _default_options(method: str) -> dict[str, Any]:
+    return resolved_options(method, {})
+
+
+def _slug_part(key: str, value: Any) -> str:
+    if isinstance(value, float):
+        text = f"{value:g}"
+    elif isinstance(value, (list, tuple)):
+        text = "_".join(map(str, value))
+    else:
+        text = str(value)
+    if key in _SHORT:
+        part = f"{_SHORT[key]}{text}"
+    elif isinstance(value, (str, list, tuple)):
+        part = f"{key}_{text}"
+    else:
+        part = f"{key}{text}"
+    return "".join(c if c.isalnum() or c in "._" else "_" for c in part)
+
+
+def method_slug(method: str, options: Mapping[str, Any]) -> str:
+    """``dcft-k8-s8``, ``lora-r1``, ``dcft-k8-s8-init_lora``: the method, its key options and
+    every option that differs from the method's default, except per-task strengths."""
+    resolved = resolved_options(method, options)
+    defaults = _default_options(method)
+    keys = list(_SLUG_KEYS.get(method, ()))
+    keys += [
+        k
+        for k in resolved
+        if k not in keys and k not in _TUNED_PER_TASK and resolved[k] != defaults.get(k)
+    ]
+    return "-".join([method, *(_slug_part(k, resolved[k]) for k in keys)])
+
+
+def hashed_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved settings that can change a run's result, the seed aside (what
+    ``hparams_hash`` digests)."""
+    kept = [k for k in cfg if k not in ("hydra", "logger", "run_dir")]
+    resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, kept), resolve=True)
+    for key in _UNHASHED_KEYS:
+        resolved.pop(key, None)
+    for group, keys in _UNHASHED_NESTED.items():
+        for key in keys:
+            resolved.get(group, {}).pop(key, None)
+    trainer = resolved.get("trainer", {})
+    if "precision" in trainer:
+        trainer["precision"] = resolve_precision(trainer["precision"])
+    method = resolved.get("method", {})
+    if "name" in method:
+        method["options"] = resolved_options(method["name"], method.get("options") or {})
+    return resolved
+
+
+def hparams_hash(cfg: DictConfig) -> str:
+    canonical = json.dumps(hashed_config(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Everything that names a run: its record path and its W&B id derive from this."""
+
+    experiment: str
+    model: str
+    task: str
+    method: str
+    method_slug: str
+    options: dict[str, Any]
+    seed: int
+    hparams_hash: str
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> RunIdentity:
+        options = OmegaConf.to_container(cfg.method.options, resolve=True) or {}
+        return cls(
+            experiment=str(cfg.experiment),
+            model=str(cfg.model.name),
+            task=str(cfg.task.name),
+            method=str(cfg.method.name),
+            method_slug=method_slug(cfg.method.name, options),
+            options=resolved_options(cfg.method.name, options),
+            seed=int(cfg.seed),
+            hparams_hash=hparams_hash(cfg),
+        )
+
+    def record_path(self, results_dir: str | Path) -> Path:
+        return (
+            Path(results_dir)
+            / self.model
+            / self.task
+            / self.method_slug
+            / f"seed{self.seed}-{self.hparams_hash}.json"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def differences(self, recorded: Any) -> list[str]:
+        """The identity fields in which ``recorded`` (a record's identity) names another run.
+        The experiment is not one: it names the table that first asked for the run, and every
+        table that lists the same run shares its record."""
+        recorded = recorded if isinstance(recorded, dict) else {}
+        return sorted(
+            k for k, v in self.to_dict().items() if k != "experiment" and recorded.get(k) != v
+        )

@@ -1,0 +1,183 @@
+"""One trainer per run, across processes and hosts sharing a results folder (NFS, Lustre).
+
+The lock is a file beside the run's record, created with O_CREAT | O_EXCL (atomic on every
+POSIX filesystem, NFS v3+ included) and holding who owns it: host, pid and the launch id that the
+processes of one torchrun launch share. The owner touches it every ``heartbeat_s`` seconds. A lock
+is stale when its owner is a dead process on this host, or when nobody touched it for
+``stale_after_s`` (a dead host); a stale lock is taken over under a guard file, and only if it
+still is the stale one, so two processes racing for it cannot both win.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from dcft.run.distributed import is_main_process
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_S = 30.0
+STALE_AFTER_S = 600.0
+# How long the other ranks of a launch wait for rank 0 to take (or refuse) the lock.
+RANK_WAIT_S = 120.0
+# A takeover guard older than this was left by a process killed while taking a lock over.
+GUARD_STALE_S = 60.0
+
+
+class RunLockedError(RuntimeError):
+    """Another live process holds the run; the message names its host and pid."""
+
+
+def launch_id() -> str:
+    """What every process of one launch shares: torchrun's run id and rendezvous, or this
+    process alone."""
+    if "TORCHELASTIC_RUN_ID" in os.environ or "MASTER_PORT" in os.environ:
+        parts = ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT")
+        return "launch:" + "/".join(os.environ.get(p, "") for p in parts)
+    return f"process:{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class Owner:
+    host: str
+    pid: int
+    launch: str
+    since: str
+
+    @classmethod
+    def me(cls, launch: str) -> Owner:
+        now = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+        return cls(socket.gethostname(), os.getpid(), launch, now)
+
+    def describe(self) -> str:
+        return f"host {self.host}, pid {self.pid}, since {self.since}"
+
+
+def _read_owner(path: Path) -> Owner | None:
+    try:
+        return Owner(**json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError):
+        # Half-written by a process killed while creating it: stale once old enough.
+        return Owner("?", -1, "?", "?")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_stale(path: Path, owner: Owner, stale_after_s: float) -> bool:
+    if owner.host == socket.gethostname() and owner.pid > 0 and not _alive(owner.pid):
+        return True
+    try:
+        return time.time() - path.stat().st_mtime > stale_after_s
+    except FileNotFoundError:
+        return True
+
+
+def _create(path: Path, owner: Owner) -> bool:
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as handle:
+        json.dump(owner.__dict__, handle)
+    return True
+
+
+def _take_over(path: Path, stale: Owner, stale_after_s: float) -> None:
+    """Remove a stale lock so that ``_create`` can be tried again. Takeovers are serialised by
+    a guard file (O_EXCL), and under it the lock is removed only if it still is the stale
+    owner's: two processes that judged it stale at once cannot remove each other's new lock."""
+    guard = path.with_name(f"{path.name}.takeover")
+    if not _create(guard, Owner.me("takeover")):
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - guard.stat().st_mtime > GUARD_STALE_S:
+                guard.unlink()  # left by a process killed mid-takeover
+        time.sleep(0.1)
+        return
+    try:
+        if _read_owner(path) == stale and _is_stale(path, stale, stale_after_s):
+            aside = path.with_name(f"{path.name}.stale-{uuid.uuid4().hex[:8]}")
+            os.rename(path, aside)
+            aside.unlink(missing_ok=True)
+            logger.warning("took over the stale lock %s (%s)", path, stale.describe())
+    except FileNotFoundError:
+        pass
+    finally:
+        guard.unlink(missing_ok=True)
+
+
+def _heartbeat(path: Path, stop: threading.Event, every_s: float) -> None:
+    while not stop.wait(every_s):
+        with contextlib.suppress(OSError):
+            os.utime(path)
+
+
+@contextlib.contextmanager
+def run_lock(
+    path: Path,
+    *,
+    heartbeat_s: float = HEARTBEAT_S,
+    stale_after_s: float = STALE_AFTER_S,
+    rank_wait_s: float = RANK_WAIT_S,
+) -> Iterator[Owner]:
+    """Hold ``path`` for the duration of the block, or raise ``RunLockedError`` at once naming
+    the holder. In a multi-process launch rank 0 takes the lock and the other ranks only check
+    that it is their launch's."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    me = Owner.me(launch_id())
+    if not is_main_process():
+        yield _wait_for_rank0(path, me, rank_wait_s)
+        return
+    while not _create(path, me):
+        holder = _read_owner(path)
+        if holder is None:
+            continue
+        if holder.launch == me.launch:
+            break  # restarted rank 0 of the same launch
+        if not _is_stale(path, holder, stale_after_s):
+            raise RunLockedError(
+                f"run is held by another process ({holder.describe()}; lock {path}); "
+                "it is skipped here. Delete the lock only if that process is gone."
+            )
+        _take_over(path, holder, stale_after_s)
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(path, stop, heartbeat_s), daemon=True)
+    beat.start()
+    try:
+        yield me
+    finally:
+        stop.set()
+        beat.join()
+        if (_read_owner(path) or me).launch == me.launch:
+            path.unlink(missing_ok=True)
+
+
+def _wait_for_rank0(path: Path, me: Owner, wait_s: float) -> Owner:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        holder = _read_owner(path)
+        if holder is not None and holder.launch == me.launch:
+            return holder
+        if holder is not None and not _is_stale(path, holder, STALE_AFTER_S):
+            raise RunLockedError(f"run is held by another process ({holder.describe()})")
+        time.sleep(0.2)
+    raise RunLockedError(f"rank 0 did not take the lock {path} within {wait_s:.0f} s")

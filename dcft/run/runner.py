@@ -1,0 +1,286 @@
+"""One run from a composed config: refuse bad settings, skip what is finished, train under
+a lock, and publish the record (``run(cfg)``; the command line is ``dcft.train``).
+
+A run whose record says ``finished`` is not trained again; a run killed midway resumes from its
+last checkpoint in its (deterministic) run folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from transformers import TrainerCallback, set_seed
+
+from dcft.data import get_task, load_task_data
+from dcft.data.features import prepare_data
+from dcft.data.metrics import main_metric
+from dcft.methods import apply_method, count_parameters, save_adapter
+from dcft.run.checkpoints import PreemptedError, last_complete_checkpoint
+from dcft.run.distributed import is_main_process, process_rank
+from dcft.run.fitting import fit, peak_memory
+from dcft.run.identity import RunIdentity
+from dcft.run.models import build_model, load_tokenizer
+from dcft.run.records import (
+    ensure_writable,
+    lock_path,
+    make_record,
+    read_record,
+    remove_orphan_temporaries,
+    summarize,
+    write_json,
+)
+from dcft.run.run_lock import RunLockedError, run_lock
+from dcft.run.runtime import resolve_precision, split_batch, world_size
+from dcft.run.tracking import tracking
+from dcft.run.trainer import NonFiniteLossError
+
+# The finished record, kept in the run folder until it is written to the results folder.
+PENDING_RECORD = "record.json"
+# Progress and decisions go to the console and to Hydra's job log (<run dir>/<job>.log).
+log = logging.getLogger("dcft")
+
+
+def run_settings(cfg: DictConfig) -> dict[str, Any]:
+    """How the run trained and what it reports, resolved for this launch: precision, the global
+    batch and its split over processes, and the evaluation protocol (the paper's: evaluate every
+    ``eval_steps`` steps and report the best evaluation; the last is recorded beside it)."""
+    trainer = cfg.trainer
+    return {
+        "precision": resolve_precision(trainer.precision),
+        "batch": split_batch(
+            trainer.batch_size, world_size(), trainer.gradient_accumulation_steps
+        ).to_dict(),
+        "gradient_checkpointing": bool(trainer.gradient_checkpointing),
+        "evaluation": {
+            "strategy": trainer.eval_strategy,
+            "every_steps": trainer.eval_steps if trainer.eval_strategy == "steps" else None,
+            "reported": "best",
+            "also_recorded": "last",
+        },
+    }
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """Refuse, before anything is loaded, settings under which nothing would train (they would
+    otherwise end as "finished" records) or that do not match this launch."""
+    trainer = cfg.trainer
+    numbers = {
+        "seed": cfg.seed,
+        "trainer.learning_rate": trainer.learning_rate,
+        "trainer.num_epochs": trainer.num_epochs,
+        "trainer.max_steps": trainer.max_steps,
+        "trainer.batch_size": trainer.batch_size,
+    }
+    for key, value in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{key} must be a number, got {value!r}")
+    if not isinstance(cfg.seed, int) or not 0 <= cfg.seed < 2**32:
+        raise ValueError(f"seed must be a whole number in [0, 2**32), got {cfg.seed!r}")
+    if not trainer.learning_rate > 0:
+        raise ValueError(f"trainer.learning_rate must be > 0, got {trainer.learning_rate}")
+    if trainer.max_steps == 0 or (trainer.max_steps < 0 and not trainer.num_epochs > 0):
+        raise ValueError(
+            f"nothing would train: trainer.max_steps={trainer.max_steps}, "
+            f"trainer.num_epochs={trainer.num_epochs} (set max_steps > 0, or max_steps=-1 and "
+            "num_epochs > 0)"
+        )
+    if int(cfg.processes) != world_size():
+        raise ValueError(
+            f"processes={cfg.processes} but this launch runs {world_size()} process(es) "
+            "(WORLD_SIZE); leave `processes` unset: it is read from torchrun / accelerate"
+        )
+    split_batch(trainer.batch_size, world_size(), trainer.gradient_accumulation_steps)
+
+
+def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any] | None:
+    """Train, evaluate and record one run; returns its record (the existing one if finished, or
+    failed and ``retry_failed`` is off), or None when another process holds the run and in the
+    non-main processes of a multi-GPU run, which write nothing."""
+    check_settings(cfg)
+    cfg.trainer.precision = resolve_precision(cfg.trainer.precision)
+    identity = RunIdentity.from_config(cfg)
+    record_path = identity.record_path(cfg.results_dir)
+    done = _existing_record(cfg, identity, record_path)
+    if done is not None:
+        return done
+    try:
+        with run_lock(lock_path(record_path)):
+            return _existing_record(cfg, identity, record_path) or _train(
+                cfg, identity, record_path, callbacks
+            )
+    except RunLockedError as err:
+        log.info(f"skipped: {err}")
+        return None
+
+
+def _existing_record(
+    cfg: DictConfig, identity: RunIdentity, record_path: Path
+) -> dict[str, Any] | None:
+    existing = read_record(record_path, identity)
+    if existing is None:
+        return None
+    if existing["status"] == "finished":
+        log.info(f"already finished, nothing to train; record: {record_path}")
+        return existing
+    if not cfg.retry_failed:
+        log.info(
+            f"failed before ({existing['failure_reason']}); not retried (retry_failed=true "
+            f"retries it); record: {record_path}"
+        )
+        return existing
+    return None
+
+
+def _train(
+    cfg: DictConfig,
+    identity: RunIdentity,
+    record_path: Path,
+    callbacks: Sequence[TrainerCallback],
+) -> dict[str, Any] | None:
+    run_dir = Path(cfg.run_dir)
+    checkpoints = run_dir / "checkpoints"
+    pending = run_dir / PENDING_RECORD
+    if not is_main_process():
+        # Rank 0 alone publishes a kept record; the other ranks must not start training (they
+        # would wait forever for rank 0 in the process group). _publish writes the record
+        # before it removes the kept one, so one of the two is always there.
+        if read_record(pending, identity) or read_record(record_path, identity):
+            return None
+    else:
+        remove_orphan_temporaries(record_path.parent)
+        ensure_writable(record_path.parent, run_dir)
+        kept = read_record(pending, identity)
+        if kept is not None:
+            log.info(f"trained before, record not written then; writing it now: {record_path}")
+            return _publish(kept, record_path, checkpoints)
+
+    resume_from = last_complete_checkpoint(checkpoints)
+    if resume_from is not None:
+        log.info(f"resuming from {resume_from}")
+    config = OmegaConf.to_container(cfg, resolve=True)
+    spec = get_task(cfg.task.name)
+
+    set_seed(int(cfg.seed))
+    model = build_model(
+        cfg.model.source,
+        cfg.model.path,
+        task_kind="qa" if spec.kind == "squad" else "classification",
+        num_labels=spec.num_labels,
+        cls_dropout=cfg.model.cls_dropout,
+    )
+    apply_method(model, cfg.method.name, **identity.options)
+    parameters = count_parameters(model)
+    tokenizer = load_tokenizer(cfg.model.source, cfg.model.path)
+    raw = load_task_data(
+        spec.name,
+        data_dir=cfg.data.dir,
+        max_train_samples=cfg.data.max_train_samples,
+        max_eval_samples=cfg.data.max_eval_samples,
+        seed=int(cfg.data.subset_seed),
+        carve_train_from_eval=cfg.data.carve_train_from_eval,
+        holdout_from_train=cfg.data.holdout_from_train,
+    )
+    data = prepare_data(cfg.task, raw.splits, tokenizer)
+    settings = run_settings(cfg)
+
+    with tracking(cfg.logger, identity, config, run_dir, data=raw.provenance) as tracker:
+        try:
+            result = fit(
+                model,
+                tokenizer,
+                data,
+                cfg,
+                output_dir=checkpoints,
+                report_to=tracker.report_to,
+                run_name=f"{identity.method_slug}-seed{identity.seed}",
+                resume_from=resume_from,
+                callbacks=callbacks,
+            )
+        except NonFiniteLossError as err:
+            tracker.fail(str(err))
+            if not is_main_process():
+                return None
+            record = make_record(
+                identity,
+                config,
+                "failed",
+                failure=str(err),
+                parameters=parameters,
+                run_settings=settings,
+                data=raw.provenance,
+            )
+            log.error(f"failed: {err}")
+            return _publish(record, record_path, checkpoints)
+
+        if not is_main_process():
+            log.info(f"process {process_rank()} done; the main process writes the record")
+            return None
+        adapter = save_adapter(model, run_dir / "adapter.safetensors")
+        predictions = write_json(run_dir / "predictions.json", result.predictions)
+        metric_split = spec.eval_splits[0]
+        metric = main_metric(spec.name)
+        best, last = summarize(result.evaluations, metric_split, metric)
+        record = make_record(
+            identity,
+            config,
+            "finished",
+            main_metric={"name": metric, "split": metric_split},
+            evaluations=result.evaluations,
+            loss_history=result.loss_history,
+            best=best,
+            last=last,
+            parameters=parameters,
+            run_settings=settings,
+            data=raw.provenance,
+            timing=result.timing,
+            memory=peak_memory(),
+            adapter={"path": str(adapter), "size_bytes": adapter.stat().st_size},
+            predictions_path=str(predictions),
+            run_dir=str(run_dir),
+        )
+        tracker.log_record(record)
+    score = best["metrics"][metric_split][metric] if best else float("nan")
+    log.info(f"finished: best {metric_split} {metric} {score:.4f}")
+    return _publish(record, record_path, checkpoints)
+
+
+def _publish(record: dict[str, Any], record_path: Path, checkpoints: Path) -> dict[str, Any]:
+    """Keep the record in the run folder first (if the results folder cannot take it, a rerun
+    writes that one instead of training again), write it where the tables read it, then drop
+    what only a resume needed."""
+    pending = checkpoints.parent / PENDING_RECORD
+    if not pending.exists():
+        write_json(pending, record)
+    write_json(record_path, record)
+    log.info(f"record: {record_path}")
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    (checkpoints.parent / PENDING_RECORD).unlink(missing_ok=True)
+    return record
+
+
+def headline_score(record: dict[str, Any] | None) -> float | None:
+    """The record's reported (best) score on its main metric, None when nothing was scored."""
+    if not record or not record.get("best") or not record.get("main_metric"):
+        return None
+    main = record["main_metric"]
+    score = record["best"]["metrics"].get(main["split"], {}).get(main["name"])
+    return float(score) if isinstance(score, (int, float)) and math.isfinite(score) else None
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """``python -m dcft.train``'s job: one run; returns its headline score. A preemption
+    signal (SIGTERM/SIGUSR1) hands over to the previous handler (e.g. submitit's requeue) and
+    exits with 128 + the signal number, its last checkpoint sealed."""
+    try:
+        return headline_score(run(cfg))
+    except PreemptedError as err:
+        log.warning(f"stopped: {err}")
+        if callable(err.previous_handler):
+            err.previous_handler(err.signum, None)
+        raise SystemExit(128 + err.signum) from None

@@ -1,0 +1,327 @@
+"""Weights & Biases for one run: open it before training, always finish it afterwards.
+
+The runner opens the W&B run itself (deterministic id, ``resume="allow"``, files under the run's
+folder) in the study's one project, tagged with every table that lists the run, and lets
+``DcftWandbCallback`` (transformers' ``WandbCallback`` minus its flat TrainingArguments and model
+config keys) log the training curves into it. The run's config is one ``dcft`` dict (identity,
+resolved config, harness version, data); its summary holds the record's results and cost
+(``record_summary``); the record and the adapter go up as an artifact. ``logger=none`` or
+``mode=disabled`` never imports wandb.
+
+``python -m dcft.run.tracking sync [--outputs outputs]`` uploads the offline runs not synced yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import netrc
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from omegaconf import DictConfig
+from transformers.integrations import WandbCallback
+
+from dcft.data import get_task
+from dcft.run.distributed import is_main_process
+from dcft.run.identity import RunIdentity
+from dcft.run.records import package_versions
+
+MODES = ("auto", "online", "offline", "disabled")
+LOGGERS = ("wandb", "none")
+# DcftWandbCallback's name in transformers' ``report_to``.
+CALLBACK = "dcft-wandb"
+_DEFAULT_HOST = "https://api.wandb.ai"
+_TIMING = ("train_wall_time_s", "median_step_time_s", "train_samples_per_second", "optimizer_steps")
+
+
+def api_key_configured() -> bool:
+    """A W&B API key in ``WANDB_API_KEY`` or ~/.netrc (no network, no prompt)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlsplit(os.environ.get("WANDB_BASE_URL", _DEFAULT_HOST)).hostname or ""
+    try:
+        entry = netrc.netrc().authenticators(host)
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(entry and entry[2])
+
+
+def resolve_mode(mode: str) -> str:
+    """``auto`` -> ``online`` with an API key, else ``offline``; other modes as given."""
+    if mode not in MODES:
+        raise ValueError(f"unknown W&B mode {mode!r}; valid modes: {', '.join(MODES)}")
+    if mode == "auto":
+        return "online" if api_key_configured() else "offline"
+    return mode
+
+
+def wandb_run_id(identity: RunIdentity) -> str:
+    """The same run always maps to the same W&B run (so a resumed run continues it), whichever
+    table's sweep launched it: like the record's path, the id leaves the experiment out."""
+    key = {k: v for k, v in identity.to_dict().items() if k != "experiment"}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_tags(identity: RunIdentity) -> list[str]:
+    """Every table that lists the run (``table1`` ... ``table6``, dcft.run_tables), then its
+    model, task, method and setting (method slug)."""
+    from dcft.run.run_tables import tables_listing
+
+    tags = tables_listing(identity)
+    tags += [identity.model, identity.task, identity.method, identity.method_slug]
+    return list(dict.fromkeys(tags))
+
+
+def run_config(
+    identity: Mapping[str, Any],
+    config: Mapping[str, Any],
+    harness_version: str | None,
+    data: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The W&B config: one ``dcft`` dict holding the record's ``identity``, ``config``,
+    ``harness_version`` and ``data`` under the record's names."""
+    return {
+        "dcft": {
+            "identity": dict(identity),
+            "config": dict(config),
+            "harness_version": harness_version,
+            "data": None if data is None else dict(data),
+        }
+    }
+
+
+def _evaluation(which: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    """``<which>/main`` (the task's headline metric in the paper's units: GLUE x100, SQuAD as
+    is), ``<which>/<metric>`` (as recorded), ``<which>/step`` and ``<which>/metrics`` (every
+    split's scores) of the record's best or last evaluation."""
+    evaluation = record.get(which)
+    if not evaluation:
+        return {f"{which}/main": None}
+    out = {f"{which}/step": evaluation["step"], f"{which}/metrics": evaluation["metrics"]}
+    main = record.get("main_metric")
+    if main:
+        value = evaluation["metrics"].get(main["split"], {}).get(main["name"])
+        factor = 1.0 if get_task(record["identity"]["task"]).kind == "squad" else 100.0
+        out[f"{which}/main"] = None if value is None else value * factor
+        out[f"{which}/{main['name']}"] = value
+    return out
+
+
+def record_summary(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's W&B summary: ``status``, ``failure_reason``, the best and last evaluations,
+    ``parameters/*``, ``timing/*`` (wall time, median step time, samples/s, steps),
+    ``memory/peak_bytes`` and ``adapter/size_bytes``."""
+    timing = record.get("timing") or {}
+    return {
+        "status": record["status"],
+        "failure_reason": record.get("failure_reason"),
+        **_evaluation("best", record),
+        **_evaluation("last", record),
+        **{f"parameters/{k}": v for k, v in (record.get("parameters") or {}).items()},
+        **{f"timing/{k}": timing.get(k) for k in _TIMING},
+        "memory/peak_bytes": (record.get("memory") or {}).get("bytes"),
+        "adapter/size_bytes": (record.get("adapter") or {}).get("size_bytes"),
+    }
+
+
+def record_artifact(record: Mapping[str, Any]) -> Any:
+    """The record (``record.json``) and the adapter of a run as one W&B artifact of type
+    ``dcft-run``, named after the record's path."""
+    import wandb
+
+    i = record["identity"]
+    artifact = wandb.Artifact(
+        name=f"{i['model']}-{i['task']}-{i['method_slug']}-seed{i['seed']}-{i['hparams_hash']}",
+        type="dcft-run",
+        metadata={"identity": i, "status": record["status"]},
+    )
+    with artifact.new_file("record.json", mode="w", encoding="utf-8") as handle:
+        json.dump(record, handle, indent=2)
+    adapter = (record.get("adapter") or {}).get("path")
+    if adapter:
+        artifact.add_file(adapter, name="adapter.safetensors")
+    return artifact
+
+
+class _ConfigSink:
+    """Takes every config write ``WandbCallback.setup`` makes, and keeps none."""
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        pass
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return default
+
+
+class _WithoutConfig:
+    """The ``wandb`` module as ``WandbCallback.setup`` sees it: ``config`` is a sink."""
+
+    config = _ConfigSink()
+
+    def __init__(self, wandb: Any) -> None:
+        self._wandb = wandb
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wandb, name)
+
+
+class DcftWandbCallback(WandbCallback):
+    """transformers' W&B callback without the ~150 flat keys its setup writes into the run's
+    config (``TrainingArguments.to_dict()``, the model config, ``model/num_parameters``): the
+    run's config is dcft's own (``run_config``). Curves and everything else as upstream."""
+
+    def setup(self, args: Any, state: Any, model: Any, **kwargs: Any) -> None:
+        wandb, self._wandb = self._wandb, _WithoutConfig(self._wandb)
+        try:
+            super().setup(args, state, model, **kwargs)
+        finally:
+            self._wandb = wandb
+
+
+def _register_callback() -> None:
+    from transformers.integrations import integration_utils
+
+    integration_utils.INTEGRATION_TO_CALLBACK[CALLBACK] = DcftWandbCallback
+
+
+def _enabled(logger: DictConfig) -> bool:
+    if logger.name not in LOGGERS:
+        raise ValueError(f"unknown logger {logger.name!r}; valid loggers: {', '.join(LOGGERS)}")
+    return logger.name == "wandb" and resolve_mode(str(logger.mode)) != "disabled"
+
+
+@dataclass
+class Tracker:
+    """What the runner needs from the tracker: the Trainer's ``report_to`` and a summary sink."""
+
+    report_to: list[str] = field(default_factory=list)
+    run: Any = None
+    artifacts: bool = False
+    failure: str | None = None
+
+    def summarize(self, values: Mapping[str, Any]) -> None:
+        if self.run is not None:
+            self.run.summary.update(dict(values))
+
+    def fail(self, reason: str) -> None:
+        """Mark the run failed: its summary says why and it ends with a failing exit code."""
+        self.failure = reason
+        self.summarize({"status": "failed", "failure_reason": reason})
+
+    def log_record(self, record: Mapping[str, Any]) -> None:
+        """A finished run's record: its summary keys and, with ``logger.artifacts``, the record
+        and adapter as an artifact."""
+        self.summarize(record_summary(record))
+        if self.run is not None and self.artifacts:
+            self.run.log_artifact(record_artifact(record))
+
+
+@contextmanager
+def tracking(
+    logger: DictConfig,
+    identity: RunIdentity,
+    config: Mapping[str, Any],
+    run_dir: Path,
+    data: Mapping[str, Any] | None = None,
+) -> Iterator[Tracker]:
+    """Open the run's tracker (a no-op ``Tracker`` for logger=none, mode=disabled and every
+    process but the main one of a multi-GPU run). W&B files go to ``<run_dir>/wandb``;
+    ``wandb.finish()`` runs however the block ends, with exit code 1 when the run failed or the
+    block raised, so the next job of a multirun starts clean."""
+    if not _enabled(logger) or not is_main_process():
+        yield Tracker()
+        return
+    import wandb
+
+    _register_callback()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run = wandb.init(
+        project=logger.project,
+        entity=logger.entity,
+        group=logger.group,
+        job_type=logger.job_type,
+        name=logger.run_name,
+        tags=run_tags(identity),
+        id=wandb_run_id(identity),
+        resume="allow",
+        mode=resolve_mode(str(logger.mode)),
+        dir=str(run_dir),
+        config=run_config(identity.to_dict(), config, package_versions()["dcft"], data),
+    )
+    tracker = Tracker([CALLBACK], run, bool(logger.artifacts))
+    failed = True
+    try:
+        yield tracker
+        failed = tracker.failure is not None
+    finally:
+        wandb.finish(exit_code=1 if failed else 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Offline runs -> W&B.
+
+
+def _synced(folder: Path) -> bool:
+    """wandb marks a synced log with ``<log>.wandb.synced`` beside it."""
+    return all(log.with_suffix(".wandb.synced").exists() for log in folder.glob("*.wandb"))
+
+
+def offline_runs(outputs: Path) -> tuple[list[Path], list[Path]]:
+    """(not synced, synced): the offline run folders under ``outputs``
+    (``**/wandb/offline-run-*`` holding a ``.wandb`` log), oldest first per run."""
+    folders = [f for f in sorted(outputs.glob("**/wandb/offline-run-*")) if any(f.glob("*.wandb"))]
+    return [f for f in folders if not _synced(f)], [f for f in folders if _synced(f)]
+
+
+def sync(outputs: Path, dry_run: bool = False) -> list[str]:
+    """Upload every offline run under ``outputs`` that is not synced yet (``wandb sync``, one run
+    at a time, with a progress bar); returns the runs that failed, with wandb's last words."""
+    from tqdm import tqdm
+
+    pending, synced = offline_runs(outputs)
+    print(f"{len(pending) + len(synced)} offline W&B runs under {outputs}: {len(synced)} synced")
+    if dry_run:
+        print("\n".join(f"to sync: {folder}" for folder in pending))
+        return []
+    failures = []
+    for folder in tqdm(pending, desc="wandb sync", unit="run"):
+        done = subprocess.run(
+            [sys.executable, "-m", "wandb", "sync", str(folder)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0 or not _synced(folder):
+            last = (done.stderr or done.stdout).strip().splitlines()[-1:]
+            failures.append(f"{folder}: exit code {done.returncode}; {' '.join(last)}")
+    return failures
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m dcft.run.tracking", description="W&B helpers")
+    commands = parser.add_subparsers(dest="command", required=True)
+    sync_cmd = commands.add_parser("sync", help="upload the offline runs not synced yet")
+    sync_cmd.add_argument("--outputs", type=Path, default=Path("outputs"), help="runs' root")
+    sync_cmd.add_argument("--dry-run", action="store_true", help="list them, upload nothing")
+    args = parser.parse_args(argv)
+    failures = sync(args.outputs, args.dry_run)
+    for failure in failures:
+        print(f"not synced: {failure}")
+    if failures:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The CPU study's learning-rate search: train every method x rate x task of
+``conf/study/lr_search.yaml`` through the runner on a held-out part of the training split, then
+pick each method's rate by its mean held-out score over the tasks.
+
+    python -m dcft.tools.lr_search              # train what is missing (finished runs are skipped)
+    python -m dcft.tools.lr_search --dry-run    # list the runs
+    python -m dcft.tools.lr_search --summarize  # results/study/lr_search.md: every score, the choice
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import fmean
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from dcft.data import get_task
+from dcft.report.aggregate import load_runs
+from dcft.run.config import CONF_DIR
+
+ROOT = Path(__file__).resolve().parents[2]
+SEARCH_CONFIG = CONF_DIR / "study" / "lr_search.yaml"
+SUMMARY = ROOT / "results" / "study" / "lr_search.md"
+
+
+def load_search(path: Path = SEARCH_CONFIG) -> dict[str, Any]:
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def overrides(search: Mapping[str, Any], method: str) -> list[str]:
+    """One Hydra multirun per method: its rates x the search tasks, on the held-out split."""
+    rates = ",".join(f"{rate:g}" for rate in search["grid"][method])
+    return [
+        "experiment=mini-lr-search",
+        f"method={method}",
+        f"task={','.join(search['tasks'])}",
+        f"trainer.learning_rate={rates}",
+        f"seed={search['seed']}",
+        f"data.holdout_from_train={search['holdout_from_train']}",
+        f"data.max_eval_samples={search['max_eval_samples']}",
+        f"results_dir={search['results_dir']}",
+        "logger=none",
+    ]
+
+
+def run_search(
+    search: Mapping[str, Any], dry_run: bool = False, methods: Sequence[str] = ()
+) -> int:
+    unknown = sorted(set(methods) - set(search["grid"]))
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; the search has {list(search['grid'])}")
+    failed = 0
+    for method in methods or search["grid"]:
+        command = [sys.executable, "-m", "dcft.train", "--multirun", *overrides(search, method)]
+        print("+", " ".join(command), flush=True)
+        if not dry_run:
+            failed += subprocess.run(command, cwd=ROOT, check=False).returncode != 0
+    return failed
+
+
+@dataclass(frozen=True)
+class Choice:
+    method: str
+    rate: float
+    scores: dict[float, dict[str, float]]  # rate -> task -> held-out score (paper units)
+
+    def mean(self, rate: float) -> float | None:
+        by_task = self.scores.get(rate, {})
+        return fmean(by_task.values()) if by_task else None
+
+    @property
+    def at_edge(self) -> bool:
+        rates = sorted(self.scores)
+        return len(rates) > 1 and self.rate in (rates[0], rates[-1])
+
+
+def choose(search: Mapping[str, Any], results_dir: Path | None = None) -> list[Choice]:
+    """Per method: the rate whose held-out score, averaged over every search task, is highest
+    (only rates with a finite score on every task compete: a failed run, or a run that
+    collapsed to a constant prediction, scores NaN and never wins)."""
+    runset = load_runs(results_dir or ROOT / search["results_dir"])
+    choices = []
+    for method in search["grid"]:
+        scores: dict[float, dict[str, float]] = {}
+        for run in (r for r in [*runset.runs, *runset.failed] if r.method == method):
+            spec = get_task(run.task)
+            value = run.scores.get(spec.eval_splits[0], {}).get(spec.metric, math.nan)
+            rate = float(run.record["config"]["trainer"]["learning_rate"])
+            scores.setdefault(rate, {})[run.task] = 100 * value
+        complete = {
+            r: s
+            for r, s in scores.items()
+            if set(s) == set(search["tasks"]) and all(map(math.isfinite, s.values()))
+        }
+        if complete:
+            best = max(complete, key=lambda r: fmean(complete[r].values()))
+            choices.append(Choice(method, best, scores))
+    return choices
+
+
+def _cell(value: float | None) -> str:
+    """A held-out score; NaN (a failed run, or the undefined correlation of a constant
+    prediction) and missing runs say so."""
+    if value is None:
+        return "not run"
+    return f"{value:.2f}" if math.isfinite(value) else "NaN"
+
+
+def summary_markdown(search: Mapping[str, Any], choices: Sequence[Choice]) -> str:
+    tasks = list(search["tasks"])
+    lines = [
+        "# CPU study: learning-rate search",
+        "",
+        f"MiniLM-L6, seed {search['seed']}, the study's budget per task; scores on a fixed "
+        f"{search['holdout_from_train']:.0%} of each TRAINING split held out from training "
+        f"(at most {search['max_eval_samples']} examples), best evaluation, x100. The reported "
+        "dev sets were not used. Chosen: the best mean over the tasks (**bold**); "
+        "conf/hparams/minilm/*.yaml carries these rates. Config: conf/study/lr_search.yaml. "
+        "NaN: a failed run, or one that collapsed to a constant prediction (its correlation is "
+        "undefined); such a rate never wins.",
+        "",
+        "| method | rate | " + " | ".join(tasks) + " | mean | chosen |",
+        "|---|---:|" + "---:|" * len(tasks) + "---:|---|",
+    ]
+    for choice in choices:
+        for rate in sorted(choice.scores):
+            cells = [_cell(choice.scores[rate].get(t)) for t in tasks]
+            mean = choice.mean(rate)
+            complete = len(choice.scores[rate]) == len(tasks) and math.isfinite(mean)
+            mark = "**yes**" if rate == choice.rate else ""
+            if rate == choice.rate and choice.at_edge:
+                mark += " (edge of the grid)"
+            mean_text = f"{mean:.2f}" if complete else "—"
+            lines.append(
+                f"| {choice.method} | {rate:g} | "
+                + " | ".join(cells)
+                + f" | {mean_text} | {mark} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dry-run", action="store_true", help="list the commands, train nothing")
+    parser.add_argument("--summarize", action="store_true", help=f"write {SUMMARY}")
+    parser.add_argument("--methods", nargs="+", default=(), help="only these (default: all)")
+    args = parser.parse_args(argv)
+    search = load_search()
+    if args.summarize:
+        SUMMARY.parent.mkdir(parents=True, exist_ok=True)
+        SUMMARY.write_text(summary_markdown(search, choose(search)))
+        print(SUMMARY.read_text())
+    elif run_search(search, args.dry_run, args.methods):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
