@@ -87,4 +87,4 @@ bench: $(VENV)/.runtime
 	$(PY) scripts/bench.py
 
 wandb-sync: $(VENV)/.runtime
-	$(PY) -m dcft.run.tracking sync --outputs $(or $(OUTPUTS),outputs)
+	$(PY) -m dcft.tools.wandb_sync sync --outputs $(or $(OUTPUTS),outputs)

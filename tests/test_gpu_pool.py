@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
 from dcft.run import gpu_pool
+from dcft.run.config import CONF_DIR
 
 
 @pytest.fixture
@@ -46,3 +49,16 @@ def test_no_gpus_means_nothing_to_claim(fresh_worker, tmp_path, monkeypatch):
     monkeypatch.delenv(gpu_pool.GPUS_ENV)
     monkeypatch.setattr(gpu_pool, "_candidates", lambda: [])
     assert gpu_pool.claim_gpu(tmp_path) is None
+
+
+def test_the_gpus_launcher_claims_through_a_job_callback(fresh_worker, tmp_path, monkeypatch):
+    """hydra/launcher=gpus registers ClaimGpu as a job callback; Hydra instantiates it in the
+    worker and calls on_job_start before the run, which claims the worker's GPU."""
+    monkeypatch.setattr(gpu_pool.tempfile, "gettempdir", lambda: str(tmp_path))
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", ["hydra/launcher=gpus"], return_hydra_config=True)
+    assert "JoblibLauncher" in cfg.hydra.launcher._target_
+    callback = instantiate(cfg.hydra.callbacks.claim_gpu)
+    callback.on_job_start(config=cfg)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "3"
+    assert (tmp_path / "dcft-gpu-locks" / "gpu3.lock").exists()

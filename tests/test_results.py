@@ -7,6 +7,7 @@ import math
 import shutil
 
 import pytest
+from omegaconf import OmegaConf
 
 import dcft.run.records
 from dcft.run.identity import RunIdentity, hparams_hash, method_slug
@@ -19,7 +20,7 @@ from dcft.run.records import (
     write_json,
 )
 from dcft.run.runner import run
-from tests.conftest import FAST, compose_config, place, records
+from tests.conftest import FAST, REPO, compose_config, place, records
 
 
 @pytest.mark.parametrize(
@@ -194,3 +195,19 @@ def test_nan_evaluation_never_becomes_best():
     assert best["step"] == 4 and last["step"] == 6
     best, last = summarize([evaluation(2, math.nan)], "validation", "pearson")
     assert best is None and last["step"] == 2
+
+
+COMMITTED = sorted((REPO / "results").rglob("seed*-*.json"))
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(REPO / "results")))
+def test_committed_records_keep_their_keys(path):
+    """Every committed record still lies where today's code would write it: its slug and hash
+    recomputed from its own config equal its identity and its file name (a change in how runs
+    are keyed would orphan the committed study)."""
+    record = json.loads(path.read_text())
+    identity = record["identity"]
+    assert hparams_hash(OmegaConf.create(record["config"])) == identity["hparams_hash"]
+    assert method_slug(identity["method"], identity["options"]) == identity["method_slug"]
+    assert path.name == f"seed{identity['seed']}-{identity['hparams_hash']}.json"
+    assert path.parent.name == identity["method_slug"]

@@ -19,6 +19,7 @@ import torch
 
 import dcft.run.tracking
 import dcft.run.trainer
+import dcft.tools.wandb_sync
 from dcft.run.identity import RunIdentity, method_slug, resolved_options
 from dcft.run.runner import run
 from dcft.run.tracking import (
@@ -340,12 +341,12 @@ def test_sync_uploads_unsynced_offline_runs_only(tmp_path, monkeypatch, capsys):
             log.with_suffix(".wandb.synced").touch()  # what `wandb sync` leaves
         return subprocess.CompletedProcess(command, 0, "", "")
 
-    monkeypatch.setattr(dcft.run.tracking.subprocess, "run", wandb_sync)
-    dcft.run.tracking.main(["sync", "--outputs", str(outputs)])
+    monkeypatch.setattr(dcft.tools.wandb_sync.subprocess, "run", wandb_sync)
+    dcft.tools.wandb_sync.main(["sync", "--outputs", str(outputs)])
     assert calls == [[sys.executable, "-m", "wandb", "sync", str(f)] for f in (first, second)]
     assert "3 offline W&B runs" in capsys.readouterr().out
 
-    dcft.run.tracking.main(["sync", "--outputs", str(outputs)])  # all synced now
+    dcft.tools.wandb_sync.main(["sync", "--outputs", str(outputs)])  # all synced now
     assert len(calls) == 2
 
 
@@ -353,12 +354,12 @@ def test_sync_names_runs_it_could_not_upload(tmp_path, monkeypatch, capsys):
     outputs = tmp_path / "outputs"
     folder = _offline_run(outputs, "a")
     monkeypatch.setattr(
-        dcft.run.tracking.subprocess,
+        dcft.tools.wandb_sync.subprocess,
         "run",
         lambda command, **kwargs: subprocess.CompletedProcess(
             command, 1, "", "wandb: not logged in"
         ),
     )
     with pytest.raises(SystemExit, match="1"):
-        dcft.run.tracking.main(["sync", "--outputs", str(outputs)])
+        dcft.tools.wandb_sync.main(["sync", "--outputs", str(outputs)])
     assert f"not synced: {folder}: exit code 1; wandb: not logged in" in capsys.readouterr().out

@@ -1,4 +1,12 @@
-"""Registry of the benchmark tasks: what each one is called on the Hub, its columns and metric."""
+"""Registry of the benchmark tasks: the one place each task is declared.
+
+A :class:`TaskSpec` holds everything the code needs to know about a task (its Hub name, fields,
+labels, metrics, truncation length and local file layout); the readers, metrics, scorer and the
+Hydra task configs (``max_length: ${task_spec:max_length}``) all read it from here. Adding a
+GLUE-like task is one entry in :data:`TASKS` plus ``conf/task/<name>.yaml``.
+
+This module imports nothing heavy: the config resolver loads it while composing configs.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +17,32 @@ TaskKind = Literal["glue", "squad"]
 
 
 @dataclass(frozen=True)
+class TsvLayout:
+    """Where a GLUE task's fields sit in its distribution TSVs, ``glue/<folder>/<split>.tsv``.
+
+    ``columns`` pairs each text field and ``label`` with its column: a header name, or a 0-based
+    position when the files have no header row (CoLA). ``word_labels``: labels are spelled as
+    the task's ``label_names`` (MNLI, QNLI, RTE), not as class ids.
+    """
+
+    folder: str
+    columns: tuple[tuple[str, str | int], ...]
+    word_labels: bool = False
+
+    @property
+    def header(self) -> bool:
+        return not any(isinstance(column, int) for _, column in self.columns)
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """Static description of one task.
 
     ``label_names`` follows the Hugging Face ``glue`` ClassLabel order; it is empty for the
-    regression task (STS-B) and for SQuAD.
+    regression task (STS-B) and for SQuAD. ``metrics`` are the scores an eval split reports
+    (:func:`dcft.data.metrics.glue_metrics` computes exactly these for GLUE), the headline one
+    the paper prints first. ``tsv`` (GLUE) and ``squad_version`` (SQuAD: ``v1.1`` / ``v2.0``,
+    the folder and suffix of its JSON files) say where the local files are.
     """
 
     name: str
@@ -24,10 +53,26 @@ class TaskSpec:
     text_fields: tuple[str, ...]
     num_labels: int
     label_names: tuple[str, ...]
-    metric: str
+    metrics: tuple[str, ...]
     eval_splits: tuple[str, ...]
     max_length: int
     doc_stride: int | None = None
+    tsv: TsvLayout | None = None
+    squad_version: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == "glue":
+            read = {field for field, _ in self.tsv.columns} if self.tsv else set()
+            if read != {*self.text_fields, "label"}:
+                raise ValueError(
+                    f"task {self.name!r}: its TSV layout must place exactly the text fields "
+                    f"{list(self.text_fields)} and 'label', not {sorted(read)}"
+                )
+
+    @property
+    def metric(self) -> str:
+        """The headline metric (the paper's number for the task): the first of ``metrics``."""
+        return self.metrics[0]
 
     @property
     def is_regression(self) -> bool:
@@ -39,32 +84,39 @@ class TaskSpec:
         return ("train", *self.eval_splits)
 
 
+def tsv_layout(folder: str, *, word_labels: bool = False, **columns: str | int) -> TsvLayout:
+    """``tsv_layout("SST-2", sentence="sentence", label="label")``: fields in text-field order."""
+    return TsvLayout(folder, tuple(columns.items()), word_labels)
+
+
 def _glue(
-    config: str,
+    name: str,
     label: str,
-    text_fields: tuple[str, ...],
+    layout: TsvLayout,
     label_names: tuple[str, ...],
-    metric: str,
-    max_len: int,
+    metrics: tuple[str, ...],
+    max_length: int,
+    eval_splits: tuple[str, ...] = ("validation",),
 ) -> TaskSpec:
+    """A task of the Hub's ``nyu-mll/glue``; its text fields are the layout's non-label fields.
+    No ``label_names`` means a regression task (one output)."""
     return TaskSpec(
-        name=config,
+        name=name,
         label=label,
         kind="glue",
         hub_id="nyu-mll/glue",
-        hub_config=config,
-        text_fields=text_fields,
+        hub_config=name,
+        text_fields=tuple(field for field, _ in layout.columns if field != "label"),
         num_labels=max(len(label_names), 1),
         label_names=label_names,
-        metric=metric,
-        eval_splits=("validation_matched", "validation_mismatched")
-        if config == "mnli"
-        else ("validation",),
-        max_length=max_len,
+        metrics=metrics,
+        eval_splits=eval_splits,
+        max_length=max_length,
+        tsv=layout,
     )
 
 
-def _squad(name: str, label: str, hub_id: str) -> TaskSpec:
+def _squad(name: str, label: str, hub_id: str, version: str) -> TaskSpec:
     return TaskSpec(
         name=name,
         label=label,
@@ -74,10 +126,11 @@ def _squad(name: str, label: str, hub_id: str) -> TaskSpec:
         text_fields=("question", "context"),
         num_labels=2,
         label_names=(),
-        metric="f1",
+        metrics=("f1", "exact_match"),
         eval_splits=("validation",),
         max_length=384,
         doc_stride=128,
+        squad_version=version,
     )
 
 
@@ -89,41 +142,80 @@ TASKS: dict[str, TaskSpec] = {
         _glue(
             "cola",
             "CoLA",
-            ("sentence",),
-            ("unacceptable", "acceptable"),
-            "matthews_correlation",
-            64,
+            tsv_layout("CoLA", sentence=3, label=1),
+            label_names=("unacceptable", "acceptable"),
+            metrics=("matthews_correlation",),
+            max_length=64,
         ),
-        _glue("sst2", "SST-2", ("sentence",), ("negative", "positive"), "accuracy", 128),
+        _glue(
+            "sst2",
+            "SST-2",
+            tsv_layout("SST-2", sentence="sentence", label="label"),
+            label_names=("negative", "positive"),
+            metrics=("accuracy",),
+            max_length=128,
+        ),
         _glue(
             "mrpc",
             "MRPC",
-            ("sentence1", "sentence2"),
-            ("not_equivalent", "equivalent"),
-            "accuracy",
-            320,
+            tsv_layout("MRPC", sentence1="#1 String", sentence2="#2 String", label="Quality"),
+            label_names=("not_equivalent", "equivalent"),
+            metrics=("accuracy", "f1"),
+            max_length=320,
         ),
         _glue(
             "qqp",
             "QQP",
-            ("question1", "question2"),
-            ("not_duplicate", "duplicate"),
-            "accuracy",
-            320,
+            tsv_layout("QQP", question1="question1", question2="question2", label="is_duplicate"),
+            label_names=("not_duplicate", "duplicate"),
+            metrics=("accuracy", "f1"),
+            max_length=320,
         ),
-        _glue("stsb", "STS-B", ("sentence1", "sentence2"), (), "pearson", 128),
+        _glue(
+            "stsb",
+            "STS-B",
+            tsv_layout("STS-B", sentence1="sentence1", sentence2="sentence2", label="score"),
+            label_names=(),
+            metrics=("pearson", "spearman"),
+            max_length=128,
+        ),
         _glue(
             "mnli",
             "MNLI",
-            ("premise", "hypothesis"),
-            ("entailment", "neutral", "contradiction"),
-            "accuracy",
-            256,
+            tsv_layout(
+                "MNLI",
+                premise="sentence1",
+                hypothesis="sentence2",
+                label="gold_label",
+                word_labels=True,
+            ),
+            label_names=("entailment", "neutral", "contradiction"),
+            metrics=("accuracy",),
+            max_length=256,
+            eval_splits=("validation_matched", "validation_mismatched"),
         ),
-        _glue("qnli", "QNLI", ("question", "sentence"), _ENTAIL, "accuracy", 512),
-        _glue("rte", "RTE", ("sentence1", "sentence2"), _ENTAIL, "accuracy", 320),
-        _squad("squad_v1", "SQuADv1.1", "rajpurkar/squad"),
-        _squad("squad_v2", "SQuADv2.0", "rajpurkar/squad_v2"),
+        _glue(
+            "qnli",
+            "QNLI",
+            tsv_layout(
+                "QNLI", question="question", sentence="sentence", label="label", word_labels=True
+            ),
+            label_names=_ENTAIL,
+            metrics=("accuracy",),
+            max_length=512,
+        ),
+        _glue(
+            "rte",
+            "RTE",
+            tsv_layout(
+                "RTE", sentence1="sentence1", sentence2="sentence2", label="label", word_labels=True
+            ),
+            label_names=_ENTAIL,
+            metrics=("accuracy",),
+            max_length=320,
+        ),
+        _squad("squad_v1", "SQuADv1.1", "rajpurkar/squad", "v1.1"),
+        _squad("squad_v2", "SQuADv2.0", "rajpurkar/squad_v2", "v2.0"),
     )
 }
 

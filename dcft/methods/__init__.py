@@ -1,6 +1,8 @@
 """The method library: DCFT and its baselines as interchangeable methods applied by name."""
 
-from . import adapters, dcft, lora, scaling, simple, sora  # noqa: F401  (registers the methods)
+import importlib
+import pkgutil
+
 from .api import (
     adapter_layers,
     adapter_state,
@@ -18,6 +20,11 @@ from .api import (
 )
 from .registry import METHODS, Method, get_method, register
 from .targets import ARCHITECTURES, TARGET_NAMES
+
+# Every module of this package is imported, which registers its methods (@register): a new
+# method file needs no line here.
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "ARCHITECTURES",

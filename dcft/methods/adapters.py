@@ -93,6 +93,8 @@ class HoulsbyAdapter(Method):
     """Houlsby et al. (2019); m = 8 gives the DCFT paper's 0.31M on DeBERTaV3-base."""
 
     Options = AdapterOptions
+    label = "HAdapter"
+    slug_options = (("bottleneck", "m"),)
     adapter: type[BottleneckAdapter] = BottleneckAdapter
 
     def sites(self, model: nn.Module) -> list[Site]:
@@ -113,6 +115,7 @@ class PfeifferAdapter(HoulsbyAdapter):
     """Pfeiffer et al. (2021); m = 16 gives the DCFT paper's 0.30M on DeBERTaV3-base."""
 
     Options = PfeifferOptions
+    label = "PAdapter"
     adapter = PfeifferOutput
 
     def sites(self, model: nn.Module) -> list[Site]:

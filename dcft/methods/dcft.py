@@ -182,6 +182,8 @@ class DcftOptions(MatrixOptions):
 @register("dcft")
 class Dcft(LowRankMethod):
     Options = DcftOptions
+    label = "DCFT"
+    slug_options = (("kernel", "k"), ("stride", "s"))
 
     def make_layer(self, name: str, base: nn.Linear) -> LinearAdapter:
         o = self.options

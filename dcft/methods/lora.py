@@ -163,6 +163,8 @@ class LoraFAOptions(LoraOptions):
 @register("lora")
 class Lora(LowRankMethod):
     Options = LoraOptions
+    label = "LoRA"
+    slug_options = (("r", "r"),)
 
     def make_layer(self, name: str, base: nn.Linear) -> LinearAdapter:
         o = self.options
@@ -174,6 +176,8 @@ class LoraFA(Lora):
     """LoRA-FA (Zhang et al., 2023a): A stays at its random init; only B (zero-init) trains."""
 
     Options = LoraFAOptions
+    label = "LoRA-FA"
+    count_rule = "only B trains: r * n_out per matrix (A stays at its random init)"
 
     def make_layer(self, name: str, base: nn.Linear) -> LinearAdapter:
         o = self.options

@@ -3,7 +3,9 @@
 A method is a small class: an ``Options`` dataclass (its hyperparameters, with defaults) and
 ``plan(model)``, the list of (site, new module) replacements it wants. ``apply_method`` builds the
 whole plan before touching the model, so a bad option or shape leaves the model unchanged.
-Adding a method is one file with a ``@register("name")`` class plus one conf/method/*.yaml.
+Adding a method is one file in this folder with a ``@register("name")`` class (its options, its
+plan, and the facts declared below: display label, slug options, per-task strengths) plus one
+dcft/conf/method/<name>.yaml; every module of this package is imported, so nothing else lists it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ METHODS: dict[str, type[Method]] = {}
 def register(name: str):
     def decorate(cls: type[Method]) -> type[Method]:
         cls.name = name
+        if "label" not in cls.__dict__:
+            cls.label = name
         METHODS[name] = cls
         return cls
 
@@ -74,6 +78,16 @@ class Method:
 
     name: ClassVar[str]
     Options: ClassVar[type[MethodOptions]] = MethodOptions
+    # As the paper's tables print it (default: the registry name).
+    label: ClassVar[str]
+    # Options always shown in the run's slug, even at their default, with the prefix they get
+    # there (("kernel", "k") -> dcft-k8); other options appear only when they differ from it.
+    slug_options: ClassVar[tuple[tuple[str, str], ...]] = ()
+    # Strengths tuned per task like the learning rate (conf/hparams): kept out of the slug, so
+    # one table row holds every task (the run's hash still tells them apart).
+    tuned_per_task: ClassVar[tuple[str, ...]] = ("alpha", "gamma")
+    # How the paper's #params counts the method, where that is not simply what trains.
+    count_rule: ClassVar[str] = ""
 
     def __init__(self, options: MethodOptions) -> None:
         self.options = options

@@ -9,6 +9,8 @@ from .registry import Method, register
 class FullFineTuning(Method):
     """Every parameter trains."""
 
+    label = "Full FT"
+
     def trains_backbone_parameter(self, name: str) -> bool:
         return True
 
@@ -16,6 +18,8 @@ class FullFineTuning(Method):
 @register("bitfit")
 class BitFit(Method):
     """Every bias of the backbone trains (LayerNorm biases included), plus the head."""
+
+    label = "BitFit"
 
     def trains_backbone_parameter(self, name: str) -> bool:
         return name.endswith("bias")

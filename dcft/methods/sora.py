@@ -162,6 +162,12 @@ class SoraOptions(MatrixOptions):
 @register("sora")
 class Sora(LowRankMethod):
     Options = SoraOptions
+    label = "SoRA"
+    slug_options = (("r", "r"),)
+    count_rule = (
+        "the ranks left after its gates are sparsified in training; before training all r_max "
+        "ranks count (an upper bound)"
+    )
 
     def make_layer(self, name: str, base: nn.Linear) -> SoraLinear:
         return SoraLinear(base, self.options.r, self.options.alpha, self.options.dropout)

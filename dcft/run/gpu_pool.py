@@ -9,13 +9,18 @@ and keeps it until the process exits, when the operating system releases it.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
 
 GPUS_ENV = "DCFT_GPUS"
+log = logging.getLogger("dcft")
 _lock: IO[str] | None = None
 
 
@@ -57,3 +62,13 @@ def claim_gpu(lock_dir: str | Path | None = None) -> str | None:
         f"every GPU in {gpus} is claimed by another worker; run at most {len(gpus)} jobs at once "
         f"(hydra.launcher.n_jobs) or list more GPUs in {GPUS_ENV}"
     )
+
+
+class ClaimGpu(Callback):
+    """Hydra job callback of the ``gpus`` launcher (dcft/conf/hydra/launcher/gpus.yaml): the job
+    claims its worker's GPU before anything starts CUDA."""
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        gpu = claim_gpu()
+        if gpu is not None:
+            log.info(f"worker uses GPU {gpu}")

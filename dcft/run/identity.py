@@ -43,19 +43,6 @@ _UNHASHED_NESTED = {
         "save_every_minutes",
     ),
 }
-# Options always shown in the slug (even at their default), with their short names.
-_SLUG_KEYS = {
-    "dcft": ("kernel", "stride"),
-    "lora": ("r",),
-    "lorafa": ("r",),
-    "sora": ("r",),
-    "hadapter": ("bottleneck",),
-    "padapter": ("bottleneck",),
-}
-_SHORT = {"kernel": "k", "stride": "s", "bottleneck": "m"}
-# Strengths tuned per task like the learning rate (conf/hparams sets DCFT's alpha and gamma per
-# task): kept out of the slug, so one table row holds every task; the hash still tells them apart.
-_TUNED_PER_TASK = ("alpha", "gamma")
 
 
 def resolved_options(method: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -68,15 +55,15 @@ def _default_options(method: str) -> dict[str, Any]:
     return resolved_options(method, {})
 
 
-def _slug_part(key: str, value: Any) -> str:
+def _slug_part(key: str, value: Any, prefix: str | None) -> str:
     if isinstance(value, float):
         text = f"{value:g}"
     elif isinstance(value, (list, tuple)):
         text = "_".join(map(str, value))
     else:
         text = str(value)
-    if key in _SHORT:
-        part = f"{_SHORT[key]}{text}"
+    if prefix is not None:
+        part = f"{prefix}{text}"
     elif isinstance(value, (str, list, tuple)):
         part = f"{key}_{text}"
     else:
@@ -89,13 +76,15 @@ def method_slug(method: str, options: Mapping[str, Any]) -> str:
     every option that differs from the method's default, except per-task strengths."""
     resolved = resolved_options(method, options)
     defaults = _default_options(method)
-    keys = list(_SLUG_KEYS.get(method, ()))
+    declared = get_method(method)
+    prefixes = dict(declared.slug_options)
+    keys = list(prefixes)
     keys += [
         k
         for k in resolved
-        if k not in keys and k not in _TUNED_PER_TASK and resolved[k] != defaults.get(k)
+        if k not in keys and k not in declared.tuned_per_task and resolved[k] != defaults.get(k)
     ]
-    return "-".join([method, *(_slug_part(k, resolved[k]) for k in keys)])
+    return "-".join([method, *(_slug_part(k, resolved[k], prefixes.get(k)) for k in keys)])
 
 
 def hashed_config(cfg: DictConfig) -> dict[str, Any]:
