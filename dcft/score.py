@@ -7,7 +7,7 @@
 The dev set is the one a run would use (``$DCFT_DATA_DIR``, else the Hugging Face Hub) unless
 ``--data`` names a file: a SQuAD JSON, a GLUE TSV or a GLUE parquet file. SQuAD prints what the
 official evaluate-v1.1.py / evaluate-v2.0.py print (same code as the runner's metrics); GLUE
-prints :func:`dcft.metrics.glue_metrics`. GLUE labels are class ids or label names (STS-B:
+prints :func:`dcft.data.metrics.glue_metrics`. GLUE labels are class ids or label names (STS-B:
 scores); ``idx`` is the dataset's ``idx`` column (the row number of a TSV). Bad input exits with
 status 2 and a message naming it.
 """

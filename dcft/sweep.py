@@ -1,12 +1,16 @@
 """List or launch the sweep that rebuilds one of the paper's tables.
 
     python -m dcft.sweep table4 [--scale mini] [--seeds 3] [--launcher slurm] [--dry-run] [OVERRIDES]
+    python -m dcft.sweep --list [--scale mini]     # the tables with a sweep at that scale
 
-Each table is one or more Hydra multirun experiments in conf/experiment/ (``table1-*`` splits
-Table 1 by model; ``mini-tableN`` is the CPU-sized twin). ``--dry-run`` expands the sweep
-exactly as Hydra will, composes every run's config and says which runs already have a record;
-otherwise each experiment is launched as ``python -m dcft.train experiment=NAME``, where runs
-with a finished record are skipped.
+A table's file (dcft/conf/table/tableN.yaml) names the Hydra multirun experiments of
+conf/experiment/ that sweep it at each scale (Table 1 has one per model; ``mini-tableN`` is the
+CPU-sized twin); a table naming none at paper scale is swept from its rows: per row, its model,
+method and options over the table's tasks and the paper's five seeds. ``--dry-run`` expands the
+sweep exactly as Hydra will, composes every run's config and says which runs already have a
+record; otherwise each part is launched as ``python -m dcft.train experiment=NAME`` (a row:
+``python -m dcft.train --multirun model=... task=... method=...``), where runs with a finished
+record are skipped.
 """
 
 from __future__ import annotations
@@ -15,48 +19,120 @@ import argparse
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
+from dcft.report.tables import SCALES, RowSpec, TableSpec, table_specs
 from dcft.run.config import CONF_DIR
 from dcft.run.identity import RunIdentity
 from dcft.run.records import CorruptRecordError, ForeignRecordError, read_record
 
 EXPERIMENT_DIR = CONF_DIR / "experiment"
-SCALES = ("paper", "mini")
+# The seeds of a table swept from its rows: the paper's five, as in every paper-scale experiment.
+ROW_SEEDS = "range(0,5)"
 
 
-def tables() -> list[str]:
-    """``table1`` ... from the experiment files (others, such as the study's learning-rate
-    search, are not tables)."""
-    names = (p.stem.removeprefix("mini-") for p in EXPERIMENT_DIR.glob("*.yaml"))
-    return sorted({n.split("-")[0] for n in names if n.startswith("table")})
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _override_value(value: Any) -> str:
+    """A table file's option value in Hydra's override syntax (``[q,k]``, ``true``, ``null``)."""
+    if isinstance(value, list):
+        return "[" + ",".join(map(_override_value, value)) + "]"
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One Hydra multirun of a table's sweep: an experiment file, or one row of a table file
+    that names none (``params``: its model, method, options, tasks and seeds as sweeper params)."""
+
+    name: str
+    experiment: str | None = None
+    params: tuple[tuple[str, str], ...] = ()
+
+    def fixed(self) -> list[str]:
+        """What every job of the part is composed with besides its own overrides."""
+        return [f"experiment={self.experiment}"] if self.experiment else []
+
+    def jobs(self, overrides: Sequence[str] = ()) -> list[list[str]]:
+        """Every job's overrides, as Hydra's basic sweeper expands the part."""
+        if self.experiment:
+            return job_overrides(self.experiment, overrides)
+        return _expand(dict(self.params), overrides)
+
+    def arguments(self, overrides: Sequence[str] = ()) -> list[str]:
+        """``python -m dcft.train`` arguments that launch the part (before ``overrides``)."""
+        if self.experiment:
+            return self.fixed()
+        given = {_key(o) for o in overrides}
+        return ["--multirun", *(f"{k}={v}" for k, v in self.params if k not in given)]
+
+
+def _row_part(spec: TableSpec, row: RowSpec) -> Part:
+    params = {
+        "model": row.model,
+        "task": ",".join(spec.columns),
+        "method": row.method,
+        **{f"method.options.{k}": _override_value(v) for k, v in row.options.items()},
+        "seed": ROW_SEEDS,
+    }
+    return Part(
+        f"{spec.name}: {row.model} {row.method} {row.setting}", params=tuple(params.items())
+    )
+
+
+def _spec(table: str) -> TableSpec:
+    for spec in table_specs():
+        if spec.name == table:
+            return spec
+    raise ValueError(f"unknown experiment {table!r}; existing: {', '.join(tables())}")
+
+
+def parts(table: str, scale: str = "paper") -> list[Part]:
+    """The multiruns that make up ``table`` at ``scale``."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; valid scales: {', '.join(SCALES)}")
+    spec = _spec(table)
+    if scale in spec.experiments:
+        return [Part(name, experiment=name) for name in spec.experiments[scale]]
+    return [_row_part(spec, row) for row in spec.printed] if scale == "paper" else []
+
+
+def tables(scale: str | None = None) -> list[str]:
+    """``table1`` ... from the table files; with ``scale``, those that have a sweep at it."""
+    names = [spec.name for spec in table_specs()]
+    return names if scale is None else [name for name in names if parts(name, scale)]
 
 
 def experiments(table: str, scale: str = "paper") -> list[str]:
-    """The experiment configs that make up ``table`` at ``scale``."""
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; valid scales: {', '.join(SCALES)}")
-    if table not in tables():
-        raise ValueError(f"unknown experiment {table!r}; existing: {', '.join(tables())}")
-    names = sorted(p.stem for p in EXPERIMENT_DIR.glob("*.yaml"))
-    if scale == "mini":
-        return [n for n in names if n == f"mini-{table}"]
-    return [n for n in names if n == table or n.startswith(f"{table}-")]
+    """The experiment configs that make up ``table`` at ``scale`` (none for a table swept from
+    its rows)."""
+    return [part.experiment for part in parts(table, scale) if part.experiment]
 
 
 def _compose(overrides: Sequence[str], hydra_config: bool = False) -> DictConfig:
     return compose("config", overrides=list(overrides), return_hydra_config=hydra_config)
 
 
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
+def _expand(params: Mapping[str, Any], overrides: Sequence[str]) -> list[list[str]]:
+    """Sweeper params as Hydra's basic sweeper expands them, command-line overrides of the same
+    key taking precedence."""
+    parser = OverridesParser.create()
+    given = {_key(o) for o in overrides}
+    sweep = [f"{k}={v}" for k, v in params.items() if k not in given] + list(overrides)
+    [jobs] = BasicSweeper.split_arguments(parser.parse_overrides(sweep), max_batch_size=None)
+    return jobs
 
 
 def job_overrides(experiment: str, overrides: Sequence[str] = ()) -> list[list[str]]:
@@ -69,15 +145,12 @@ def job_overrides(experiment: str, overrides: Sequence[str] = ()) -> list[list[s
         if not p.is_sweep_override()
     ]
     params = _compose([f"experiment={experiment}", *fixed], hydra_config=True).hydra.sweeper.params
-    given = {_key(o) for o in overrides}
-    sweep = [f"{k}={v}" for k, v in (params or {}).items() if k not in given] + list(overrides)
-    [jobs] = BasicSweeper.split_arguments(parser.parse_overrides(sweep), max_batch_size=None)
-    return jobs
+    return _expand(params or {}, overrides)
 
 
 @dataclass(frozen=True)
 class PlannedRun:
-    experiment: str
+    experiment: str  # the part's name: the experiment, or "tableN: <row>" for a row
     overrides: tuple[str, ...]
     identity: RunIdentity
     record: Path
@@ -98,13 +171,13 @@ def plan(table: str, scale: str = "paper", overrides: Sequence[str] = ()) -> lis
     """Every run ``table`` needs, with the state of its record."""
     runs = []
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        for experiment in experiments(table, scale):
-            for job in job_overrides(experiment, overrides):
-                cfg = _compose([f"experiment={experiment}", *job])
+        for part in parts(table, scale):
+            for job in part.jobs(overrides):
+                cfg = _compose([*part.fixed(), *job])
                 identity = RunIdentity.from_config(cfg)
                 path = identity.record_path(cfg.results_dir)
                 runs.append(
-                    PlannedRun(experiment, tuple(job), identity, path, _status(path, identity))
+                    PlannedRun(part.name, tuple(job), identity, path, _status(path, identity))
                 )
     return runs
 
@@ -122,19 +195,19 @@ def launch(table: str, scale: str, launcher: str, overrides: Sequence[str]) -> i
     """Run every part of ``table`` (Table 1 has one per model) even when one fails; returns the
     number of parts that failed, after a summary naming them."""
     failed = []
-    for experiment in experiments(table, scale):
+    for part in parts(table, scale):
         command = [
             sys.executable,
             "-m",
             "dcft.train",
-            f"experiment={experiment}",
+            *part.arguments(overrides),
             f"hydra/launcher={launcher}",
             *overrides,
         ]
         print("+", " ".join(command), flush=True)
         code = subprocess.run(command, check=False).returncode
         if code != 0:
-            failed.append(f"{experiment} (exit code {code})")
+            failed.append(f"{part.name} (exit code {code})")
     if failed:
         print(f"{len(failed)} part(s) of {table} failed: {'; '.join(failed)}", flush=True)
     return len(failed)
@@ -142,7 +215,10 @@ def launch(table: str, scale: str, launcher: str, overrides: Sequence[str]) -> i
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("table", help="table1 ... table6")
+    parser.add_argument("table", nargs="?", help="table1 ... (see --list)")
+    parser.add_argument(
+        "--list", action="store_true", help="print the tables with a sweep at --scale, one a line"
+    )
     parser.add_argument("--scale", default="paper", choices=SCALES)
     parser.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: the experiment's)")
     parser.add_argument("--launcher", default="basic", help="basic | gpus | local | slurm | ...")
@@ -152,6 +228,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = parser.parse_intermixed_args(argv)
+    if args.list:
+        print("\n".join(tables(args.scale)))
+        return
+    if args.table is None:
+        parser.error("name a table (python -m dcft.sweep --list shows them)")
     overrides = list(args.overrides)
     if args.seeds is not None:
         overrides.append(f"seed=range(0,{args.seeds})")

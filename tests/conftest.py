@@ -4,9 +4,13 @@ the Hydra entry point (in process) or compose its config into a tmp folder."""
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +19,16 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 import dcft.train
-from dcft.data.glue import glue_folder
+from dcft.data.glue import tsv_path
+from dcft.data.tasks import TASKS, TaskSpec, get_task
 from dcft.run.config import CONF_DIR
 
 # The checkout's root: subprocesses get it on PYTHONPATH so they import this tree's dcft.
 REPO = Path(__file__).resolve().parents[1]
 # ../shared/data beside the checkout (as CI lays it out): the real GLUE and SQuAD files.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
-SQUAD_TASKS = ("squad_v1", "squad_v2")
+GLUE_TASKS = tuple(name for name, spec in TASKS.items() if spec.kind == "glue")
+SQUAD_TASKS = tuple(name for name, spec in TASKS.items() if spec.kind == "squad")
 
 _WORDS = [
     "the",
@@ -84,21 +89,41 @@ def _write_tsv(path: Path, header: list[str] | None, rows: list[list[Any]], bom:
     path.write_text(("\ufeff" if bom else "") + "\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _glue_rows(task: str, rng: random.Random, n: int) -> tuple[list[str] | None, list[list]]:
-    """Header and rows of one GLUE split in the original distribution format."""
-    s = lambda: _sentence(rng)  # noqa: E731
-    if task == "cola":
-        return None, [["src", i % 2, "" if i % 2 else "*", s()] for i in range(n)]
-    if task == "sst2":
-        return ["sentence", "label"], [[s() + " ", i % 2] for i in range(n)]
-    if task == "mrpc":
-        header = ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"]
-        return header, [[i % 2, i, i + 1, s(), s()] for i in range(n)]
-    if task == "qqp":
-        header = ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"]
-        return header, [[i, 2 * i, 2 * i + 1, s() + " ?", s() + " ?", i % 2] for i in range(n)]
-    if task == "stsb":
-        header = [
+@dataclass(frozen=True)
+class _RealTsv:
+    """What a real GLUE TSV holds beyond the columns dcft reads (``TaskSpec.tsv``), so that the
+    readers are tested on skipping it: the file's columns in order (header names; positions for
+    headerless CoLA), the value of each unread column in row ``i`` whose label is written as
+    ``label``, what its sentences end with (SST-2: a space) and a leading byte-order mark
+    (MRPC)."""
+
+    columns: tuple[str | int, ...]
+    unread: Callable[[int, Any], dict[str | int, Any]] = lambda i, label: {}
+    text_tail: str = ""
+    bom: bool = False
+
+
+_MNLI_PARSES = {
+    "sentence1_binary_parse": "(x)",
+    "sentence2_binary_parse": "(y)",
+    "sentence1_parse": "(x)",
+    "sentence2_parse": "(y)",
+}
+# Tasks not listed here get files of just the columns they read.
+_REAL_TSVS = {
+    "cola": _RealTsv((0, 1, 2, 3), lambda i, label: {0: "src", 2: "" if label else "*"}),
+    "sst2": _RealTsv(("sentence", "label"), text_tail=" "),
+    "mrpc": _RealTsv(
+        ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"),
+        lambda i, label: {"#1 ID": i, "#2 ID": i + 1},
+        bom=True,
+    ),
+    "qqp": _RealTsv(
+        ("id", "qid1", "qid2", "question1", "question2", "is_duplicate"),
+        lambda i, label: {"id": i, "qid1": 2 * i, "qid2": 2 * i + 1},
+    ),
+    "stsb": _RealTsv(
+        (
             "index",
             "genre",
             "filename",
@@ -109,52 +134,71 @@ def _glue_rows(task: str, rng: random.Random, n: int) -> tuple[list[str] | None,
             "sentence1",
             "sentence2",
             "score",
-        ]
-        return header, [
-            [i, "main", "f", "2012", i, "s", "s", s(), s(), f"{rng.uniform(0, 5):.3f}"]
-            for i in range(n)
-        ]
-    if task == "mnli":
-        header = [
+        ),
+        lambda i, label: {
+            "index": i,
+            "genre": "main",
+            "filename": "f",
+            "year": "2012",
+            "old_index": i,
+            "source1": "s",
+            "source2": "s",
+        },
+    ),
+    "mnli": _RealTsv(
+        (
             "index",
             "promptID",
             "pairID",
             "genre",
-            "sentence1_binary_parse",
-            "sentence2_binary_parse",
-            "sentence1_parse",
-            "sentence2_parse",
+            *_MNLI_PARSES,
             "sentence1",
             "sentence2",
             "label1",
             "gold_label",
-        ]
-        labels = ("entailment", "neutral", "contradiction")
-        return header, [
-            [
-                i,
-                i,
-                f"{i}e",
-                "fiction",
-                "(x)",
-                "(y)",
-                "(x)",
-                "(y)",
-                s(),
-                s(),
-                labels[i % 3],
-                labels[i % 3],
-            ]
-            for i in range(n)
-        ]
-    labels = ("entailment", "not_entailment")
-    if task == "qnli":
-        return ["index", "question", "sentence", "label"], [
-            [i, s() + " ?", s(), labels[i % 2]] for i in range(n)
-        ]
-    return ["index", "sentence1", "sentence2", "label"], [
-        [i, s(), s(), labels[i % 2]] for i in range(n)
-    ]
+        ),
+        lambda i, label: {
+            "index": i,
+            "promptID": i,
+            "pairID": f"{i}e",
+            "genre": "fiction",
+            **_MNLI_PARSES,
+            "label1": label,
+        },
+    ),
+    "qnli": _RealTsv(("index", "question", "sentence", "label"), lambda i, label: {"index": i}),
+    "rte": _RealTsv(("index", "sentence1", "sentence2", "label"), lambda i, label: {"index": i}),
+}
+
+
+def _real_tsv(spec: TaskSpec) -> _RealTsv:
+    assert spec.tsv is not None, spec.name
+    return _REAL_TSVS.get(spec.name) or _RealTsv(tuple(col for _, col in spec.tsv.columns))
+
+
+def _glue_rows(spec: TaskSpec, rng: random.Random, n: int) -> tuple[list[str] | None, list[list]]:
+    """Header (None when headerless) and rows of one GLUE split in the distribution format: texts
+    (questions end with " ?"), labels cycling through the classes (as words where the task's TSVs
+    spell them so; STS-B: random scores), then the columns dcft does not read."""
+    layout, real = spec.tsv, _real_tsv(spec)
+    assert layout is not None, spec.name
+    column = dict(layout.columns)
+    rows = []
+    for i in range(n):
+        values: dict[str | int, Any] = {}
+        for field in spec.text_fields:
+            tail = " ?" if field.startswith("question") else real.text_tail
+            values[column[field]] = _sentence(rng) + tail
+        if spec.is_regression:
+            label: Any = f"{rng.uniform(0, 5):.3f}"
+        elif layout.word_labels:
+            label = spec.label_names[i % spec.num_labels]
+        else:
+            label = i % spec.num_labels
+        values[column["label"]] = label
+        values.update(real.unread(i, label))
+        rows.append([values[c] for c in real.columns])
+    return ([str(c) for c in real.columns] if layout.header else None), rows
 
 
 def _squad_json(rng: random.Random, n: int, version_2: bool, prefix: str) -> dict[str, Any]:
@@ -187,11 +231,10 @@ def write_tiny_data(root: Path, n_train: int = 48, n_eval: int = 24) -> Path:
     """Every GLUE task and both SQuAD versions as small files in the layout of shared/data."""
     rng = random.Random(0)
     for task in GLUE_TASKS:
-        folder = glue_folder(task)
-        evals = ("dev_matched", "dev_mismatched") if task == "mnli" else ("dev",)
-        for split, n in (("train", n_train), *((e, n_eval) for e in evals)):
-            header, rows = _glue_rows(task, rng, n)
-            _write_tsv(root / "glue" / folder / f"{split}.tsv", header, rows, bom=task == "mrpc")
+        spec = get_task(task)
+        for split in spec.splits:
+            header, rows = _glue_rows(spec, rng, n_train if split == "train" else n_eval)
+            _write_tsv(tsv_path(root, spec, split), header, rows, bom=_real_tsv(spec).bom)
     for version, folder, v2 in (("v1.1", "v1.1", False), ("v2.0", "v2.0", True)):
         for split, n in (("train", n_train), ("dev", n_eval)):
             path = root / "squad" / folder / f"{split}-{version}.json"
@@ -240,6 +283,31 @@ def hydra_main(monkeypatch: pytest.MonkeyPatch) -> Callable[[list[str]], None]:
         dcft.train.main()
 
     return call
+
+
+def package_copy(root: Path) -> Path:
+    """A copy of the dcft package under ``root`` (on PYTHONPATH it replaces this checkout's), to
+    add a toy method, task or table to."""
+    shutil.copytree(REPO / "dcft", root / "dcft", ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def train_cli(
+    argv: list[str], cwd: Path, pythonpath: Path = REPO, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """``python -m dcft.train <argv>`` as a user types it (W&B off), from the dcft package under
+    ``pythonpath``; fails the test, with the end of stderr, unless it exits 0."""
+    env = {**os.environ, "PYTHONPATH": str(pythonpath), "WANDB_MODE": "disabled"}
+    done = subprocess.run(
+        [sys.executable, "-m", "dcft.train", *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
 
 
 def records(results_dir: Path) -> list[Path]:

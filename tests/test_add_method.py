@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST, REPO, place, records
+from tests.conftest import FAST, REPO, package_copy, place, records, train_cli
 
 TOY_METHOD = '''
 """LayerNorm tuning of the first layers: a toy method for the "add a method" test."""
@@ -50,22 +49,12 @@ options:
 
 @pytest.mark.slow
 def test_a_method_is_one_file_and_one_yaml(tmp_path, tiny_data):
-    tree = tmp_path / "tree"
-    shutil.copytree(REPO / "dcft", tree / "dcft", ignore=shutil.ignore_patterns("__pycache__"))
+    tree = package_copy(tmp_path / "tree")
     (tree / "dcft/methods/lntune.py").write_text(TOY_METHOD)
     (tree / "dcft/conf/method/lntune.yaml").write_text(TOY_CONFIG)
 
     argv = ["task=rte", "method=lntune", *FAST, *place(tmp_path, tiny_data)]
-    env = {**os.environ, "PYTHONPATH": str(tree), "WANDB_MODE": "disabled"}
-    done = subprocess.run(
-        [sys.executable, "-m", "dcft.train", *argv],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    train_cli(argv, cwd=tmp_path, pythonpath=tree)
     (path,) = records(tmp_path / "results")
     record = json.loads(path.read_text())
     assert record["status"] == "finished"
@@ -82,7 +71,7 @@ def test_a_method_is_one_file_and_one_yaml(tmp_path, tiny_data):
             "from dcft.methods import get_method; print(get_method('lntune').label)",
         ],
         cwd=tmp_path,
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(tree)},
         capture_output=True,
         text=True,
         timeout=120,

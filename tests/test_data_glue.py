@@ -23,7 +23,7 @@ from dcft.data import (
     load_raw_splits,
     tokenize_glue,
 )
-from dcft.data.glue import glue_features, glue_folder
+from dcft.data.glue import glue_features
 from tests.conftest import SHARED_DATA, write_tiny_data
 
 GLUE_TASKS = ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte"]
@@ -108,7 +108,7 @@ def write_tsv(root: Path, task: str, split: str, rows: list[dict]) -> Path:
     else:
         header = _HEADERS.get(task)
     lines = ([header] if header else []) + [_tsv_line(task, r, split) for r in rows]
-    path = root / "glue" / glue_folder(task) / _TSV_NAMES[split]
+    path = root / "glue" / TASKS[task].tsv.folder / _TSV_NAMES[split]
     path.parent.mkdir(parents=True, exist_ok=True)
     # CoLA's dev.tsv has no trailing newline; everything else ends with one.
     ending = "" if (task == "cola" and split == "validation") else "\n"
@@ -177,6 +177,16 @@ def test_squad_specs() -> None:
             128,
         )
         assert spec.eval_splits == ("validation",)
+
+
+def test_glue_spec_layout_must_place_every_field() -> None:
+    """A registry entry whose TSV layout misses a text field (or the label) fails at import."""
+    sst2 = TASKS["sst2"]
+    layout = dataclasses.replace(sst2.tsv, columns=(("sentence", "sentence"),))
+    with pytest.raises(ValueError, match=r"'toy'.*\['sentence'\] and 'label'"):
+        dataclasses.replace(sst2, name="toy", tsv=layout)
+    with pytest.raises(ValueError, match="squad_version"):
+        dataclasses.replace(TASKS["squad_v1"], squad_version=None)
 
 
 def test_specs_are_frozen() -> None:

@@ -1,13 +1,17 @@
-"""dcft.metrics against independent computations and hand-worked SQuAD scores."""
+"""dcft.data.metrics against independent computations and hand-worked SQuAD scores."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
+from dcft.data import TASKS
 from dcft.data.metrics import (
+    GLUE_METRICS,
     glue_metrics,
     main_metric,
     normalize_answer,
@@ -88,6 +92,25 @@ def test_stsb_pearson_spearman(shape: tuple[int, ...], rng: np.random.Generator)
         "spearman": pytest.approx(spearmanr(preds.reshape(-1), labels)[0]),
     }
     assert all(isinstance(v, float) for v in scores.values())
+
+
+@pytest.mark.parametrize("task", [n for n, spec in TASKS.items() if spec.kind == "glue"])
+def test_glue_metrics_are_the_specs(task: str, rng: np.random.Generator) -> None:
+    """A GLUE task reports exactly its TaskSpec's metrics, the headline one first."""
+    spec = TASKS[task]
+    if spec.is_regression:
+        preds, labels = rng.uniform(0, 5, size=40), rng.uniform(0, 5, size=40)
+    else:
+        preds, labels = rng.integers(0, spec.num_labels, size=(2, 40))
+    assert list(glue_metrics(task, preds, labels)) == list(spec.metrics)
+    assert main_metric(task) == spec.metrics[0]
+    assert set(spec.metrics) <= set(GLUE_METRICS)
+
+
+def test_glue_metrics_unknown_metric_names_the_known(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(TASKS, "sst2", dataclasses.replace(TASKS["sst2"], metrics=("auc",)))
+    with pytest.raises(ValueError, match=r"sst2: unknown metrics \['auc'\]; known: \['accuracy'"):
+        glue_metrics("sst2", [0, 1], [0, 1])
 
 
 def test_glue_metrics_shape_mismatch() -> None:

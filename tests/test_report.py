@@ -13,9 +13,12 @@ import pandas as pd
 import pytest
 
 import dcft.run.records
-from dcft.report.aggregate import MISSING, TABLES, TWIN_LABEL, build_table, load_runs
+from dcft.report.aggregate import build_table
 from dcft.report.cli import main, report
 from dcft.report.render import tidy, to_markdown
+from dcft.report.runs import TWIN_LABEL, load_runs
+from dcft.report.stats import MISSING
+from dcft.report.tables import TABLES
 from dcft.run.identity import RunIdentity, method_slug, resolved_options
 from dcft.run.records import make_record, write_json
 

@@ -4,6 +4,7 @@ finished run is never trained again."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-import dcft.train
+import dcft.run.runner
 from dcft.methods import apply_method
 from dcft.run.checkpoints import last_complete_checkpoint, write_manifest
 from dcft.run.identity import RunIdentity
@@ -73,7 +74,8 @@ def _same_outcome(resumed: dict, reference: dict) -> None:
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_killed_run_resumes_to_the_same_record(tmp_path, tiny_data, capsys, method):
+def test_killed_run_resumes_to_the_same_record(tmp_path, tiny_data, caplog, method):
+    caplog.set_level(logging.INFO, logger="dcft")
     reference = run(compose_config(_overrides(tmp_path / "a", tiny_data, method)))
 
     cfg = compose_config(_overrides(tmp_path / "b", tiny_data, method))
@@ -92,7 +94,7 @@ def test_killed_run_resumes_to_the_same_record(tmp_path, tiny_data, capsys, meth
     assert not any(".attention.self.query.weight" in name for name in saved)
 
     resumed = run(compose_config(_overrides(tmp_path / "b", tiny_data, method)))
-    assert "resuming from" in capsys.readouterr().out
+    assert "resuming from" in caplog.text
     timing = resumed["timing"]
     assert timing["resumed_from_step"] == 4
     assert timing["optimizer_steps"] == 6
@@ -134,7 +136,8 @@ def test_resume_passes_over_checkpoints_cut_short(tmp_path):
     assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-10"
 
 
-def test_finished_run_is_not_trained_again(tmp_path, tiny_data, monkeypatch, capsys):
+def test_finished_run_is_not_trained_again(tmp_path, tiny_data, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="dcft")
     cfg = compose_config(_overrides(tmp_path, tiny_data))
     first = run(cfg)
     (path,) = records(tmp_path / "results")
@@ -143,11 +146,11 @@ def test_finished_run_is_not_trained_again(tmp_path, tiny_data, monkeypatch, cap
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(dcft.train, "fit", no_training)
+    monkeypatch.setattr(dcft.run.runner, "fit", no_training)
     again = run(compose_config(_overrides(tmp_path, tiny_data)))
     assert again == first
     assert path.read_bytes() == before
-    assert f"record: {path}" in capsys.readouterr().out
+    assert f"record: {path}" in caplog.text
 
 
 @pytest.mark.slow

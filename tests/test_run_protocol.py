@@ -23,7 +23,7 @@ from dcft.run.fitting import training_arguments
 from dcft.run.models import build_model, minilm_path
 from dcft.run.runner import run
 from dcft.run.runtime import resolve_precision, split_batch
-from tests.conftest import FAST, compose_config, place, records
+from tests.conftest import FAST, compose_config, place, records, train_cli
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_EXPERIMENTS = ["table1-deberta-v3-base", "table2", "table4", "table5"]
@@ -59,14 +59,7 @@ def test_fp16_checkpoint_trains_with_fp32_master_weights(tmp_path, tiny_data, me
         "trainer.learning_rate=1e-3",
         *place(tmp_path, tiny_data),
     ]
-    done = subprocess.run(
-        [sys.executable, "-m", "dcft.train", *argv],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    train_cli(argv, cwd=REPO, timeout=600)
     (path,) = records(tmp_path / "results")
     record = json.loads(path.read_text())
     assert record["status"] == "finished", record["failure_reason"]

@@ -1,6 +1,6 @@
 """W&B: offline runs keep the run's identity, config, summary and artifact under the run folder,
 tagged with every table that lists them; a NaN run ends failed; disabled / none write nothing;
-modes and ids are resolved without the network; `dcft.tracking sync` uploads the offline runs not
+modes and ids are resolved without the network; `dcft.tools.wandb_sync` uploads the offline runs not
 synced yet (wandb mocked)."""
 
 from __future__ import annotations
@@ -292,7 +292,7 @@ def test_tags_name_every_table_that_lists_the_run(identity, tables):
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", ["table2", "table5", "table6", "mini-table5"])
 def test_tag_sweeps_equal_hydra_composition(experiment, tmp_path, tiny_data):
-    """dcft.run_tables reads the sweeps without composing each job; every job composed as Hydra
+    """dcft.run.run_tables reads the sweeps without composing each job; every job composed as Hydra
     composes it gives the same (model, task, method slug) set."""
     from hydra import initialize_config_dir
 
@@ -314,7 +314,7 @@ def test_tag_sweeps_equal_hydra_composition(experiment, tmp_path, tiny_data):
 
 
 # ---------------------------------------------------------------------------------------------
-# dcft.tracking sync.
+# dcft.tools.wandb_sync.
 
 
 def _offline_run(outputs: Path, name: str, synced: bool = False) -> Path:

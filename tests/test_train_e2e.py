@@ -6,8 +6,6 @@ import contextlib
 import dataclasses
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +26,11 @@ from tests.conftest import (
     CONF_DIR,
     FAST,
     GLUE_TASKS,
-    REPO,
     SQUAD_TASKS,
     compose_config,
     place,
     records,
+    train_cli,
 )
 
 SQUAD_FAST = ["task.max_length=64", "task.doc_stride=16"]
@@ -135,27 +133,13 @@ def test_command_line_entry_point(tmp_path, tiny_data):
     """`python -m dcft.train ...` as a user types it: exit 0, record written, Hydra run dir =
     the record's identity."""
     argv = ["task=rte", "method=lora", *FAST, *place(tmp_path, tiny_data)]
-    done = subprocess.run(
-        [sys.executable, "-m", "dcft.train", *argv],
-        cwd=tmp_path,
-        env={**_env(), "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = train_cli(argv, cwd=tmp_path)
     (path,) = records(tmp_path / "results")
     record = json.loads(path.read_text())
     assert path.parent.name == "lora-r1"
     expected_run_dir = tmp_path / "outputs/runs/tiny-bert/rte/lora-r1" / path.stem
     assert Path(record["run_dir"]) == expected_run_dir
     assert "record:" in done.stdout
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if not k.startswith("WANDB_API")}
 
 
 # --------------------------------------------------------------------------------------------

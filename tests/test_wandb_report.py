@@ -1,5 +1,5 @@
 """dcft.report --from-wandb: W&B runs built from records (their config and summary as
-dcft.tracking writes them, through JSON) render the tables the records render (wandb.Api
+dcft.run.tracking writes them, through JSON) render the tables the records render (wandb.Api
 mocked)."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 import dcft.run.records
-from dcft.report.aggregate import TABLES
 from dcft.report.cli import main
 from dcft.report.render import tex_escape
+from dcft.report.tables import TABLES
 from dcft.report.wandb_runs import load_wandb_runs
 from dcft.run.tracking import record_summary, run_config
 from tests.test_report import write_run
@@ -30,7 +30,7 @@ def _fast_records(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @dataclass
 class FakeRun:
-    """The attributes of wandb.apis.public.Run that dcft.wandb_runs reads."""
+    """The attributes of wandb.apis.public.Run that dcft.report.wandb_runs reads."""
 
     path: list[str]
     config: dict[str, Any]
@@ -53,7 +53,7 @@ def _through_json(value: Any) -> Any:
 
 
 def wandb_run(record_path: Path, run_id: str) -> FakeRun:
-    """The W&B run dcft.tracking leaves for this record (config at init, summary at the end)."""
+    """The W&B run dcft.run.tracking leaves for this record (config at init, summary at the end)."""
     record = json.loads(record_path.read_text())
     config = run_config(
         record["identity"], record["config"], record["harness_version"], record.get("data")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -24,44 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dcft.data.errors import DataFormatError, read_utf8
-from dcft.data.tasks import TaskSpec
-
-
-@dataclass(frozen=True)
-class _TsvLayout:
-    """Where one task's fields sit in its TSV: column names, or positions when there is no header."""
-
-    folder: str
-    columns: dict[str, str | int]
-    header: bool = True
-
-
-_TSV_LAYOUTS: dict[str, _TsvLayout] = {
-    "cola": _TsvLayout("CoLA", {"sentence": 3, "label": 1}, header=False),
-    "sst2": _TsvLayout("SST-2", {"sentence": "sentence", "label": "label"}),
-    "mrpc": _TsvLayout(
-        "MRPC", {"sentence1": "#1 String", "sentence2": "#2 String", "label": "Quality"}
-    ),
-    "qqp": _TsvLayout(
-        "QQP", {"question1": "question1", "question2": "question2", "label": "is_duplicate"}
-    ),
-    "stsb": _TsvLayout(
-        "STS-B", {"sentence1": "sentence1", "sentence2": "sentence2", "label": "score"}
-    ),
-    "mnli": _TsvLayout(
-        "MNLI", {"premise": "sentence1", "hypothesis": "sentence2", "label": "gold_label"}
-    ),
-    "qnli": _TsvLayout("QNLI", {"question": "question", "sentence": "sentence", "label": "label"}),
-    "rte": _TsvLayout(
-        "RTE", {"sentence1": "sentence1", "sentence2": "sentence2", "label": "label"}
-    ),
-}
-
-
-def glue_folder(task: str) -> str:
-    """The task's folder in the GLUE distribution layout (``glue/<folder>/*.tsv``)."""
-    return _TSV_LAYOUTS[task].folder
-
+from dcft.data.tasks import TaskSpec, TsvLayout
 
 _TSV_FILES = {
     "train": "train.tsv",
@@ -69,9 +31,6 @@ _TSV_FILES = {
     "validation_matched": "dev_matched.tsv",
     "validation_mismatched": "dev_mismatched.tsv",
 }
-
-# Tasks whose TSVs spell labels as words (in the Hub's ClassLabel order) rather than class ids.
-_WORD_LABELS = frozenset({"mnli", "qnli", "rte"})
 
 
 def glue_features(spec: TaskSpec) -> datasets.Features:
@@ -86,7 +45,15 @@ def glue_features(spec: TaskSpec) -> datasets.Features:
 
 
 def tsv_path(data_dir: Path, spec: TaskSpec, split: str) -> Path:
-    return data_dir / "glue" / _TSV_LAYOUTS[spec.name].folder / _TSV_FILES[split]
+    """``glue/<folder>/<file>.tsv``: the folder is the task's (``TaskSpec.tsv``), the file names
+    are GLUE's for every task (``dev.tsv``, MNLI's ``dev_matched.tsv``)."""
+    return data_dir / "glue" / _layout(spec).folder / _TSV_FILES[split]
+
+
+def _layout(spec: TaskSpec) -> TsvLayout:
+    if spec.tsv is None:
+        raise ValueError(f"task {spec.name!r} has no GLUE TSV layout (kind {spec.kind!r})")
+    return spec.tsv
 
 
 def parquet_dir(data_dir: Path, spec: TaskSpec, split: str) -> Path:
@@ -137,7 +104,7 @@ def _check_parquet_labels(shard: Path, labels: pa.ChunkedArray, spec: TaskSpec) 
 
 def read_glue_tsv(path: Path, spec: TaskSpec) -> datasets.Dataset:
     """Parse one GLUE distribution TSV (quoting disabled: sentences contain quote characters)."""
-    layout = _TSV_LAYOUTS[spec.name]
+    layout = _layout(spec)
     parse_label = _label_parser(spec)
     columns: dict[str, list] = {name: [] for name in (*spec.text_fields, "label", "idx")}
     rows = _numbered_rows(path)
@@ -177,7 +144,7 @@ def _numbered_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
 
 
 def _resolve_columns(
-    rows: Iterator[tuple[int, list[str]]], layout: _TsvLayout, path: Path
+    rows: Iterator[tuple[int, list[str]]], layout: TsvLayout, path: Path
 ) -> tuple[dict[str, int], int]:
     """Map each output field to a column position and give the row width.
 
@@ -185,22 +152,22 @@ def _resolve_columns(
     used column.
     """
     if not layout.header:
-        positions = {field: int(col) for field, col in layout.columns.items()}
+        positions = {field: int(col) for field, col in layout.columns}
         return positions, max(positions.values()) + 1
     first = next(rows, None)
     if first is None:
         raise DataFormatError(path, None, "no examples: the file is empty (not even a header row)")
     line, header = first
-    missing = [col for col in layout.columns.values() if col not in header]
+    missing = [col for _, col in layout.columns if col not in header]
     if missing:
         raise DataFormatError(path, line, f"header lacks columns {missing}; found {header}")
-    return {field: header.index(col) for field, col in layout.columns.items()}, len(header)
+    return {field: header.index(col) for field, col in layout.columns}, len(header)
 
 
 def _label_parser(spec: TaskSpec) -> Callable[[str], int | float]:
     if spec.is_regression:
         return _parse_score
-    if spec.name in _WORD_LABELS:
+    if _layout(spec).word_labels:
         words = {name: i for i, name in enumerate(spec.label_names)}
 
         def parse_word(value: str) -> int:

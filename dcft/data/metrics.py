@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -20,8 +20,18 @@ from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from dcft.data.tasks import get_task
 
-_F1_TASKS = frozenset({"mrpc", "qqp"})
 _PUNCTUATION = frozenset(string.punctuation)
+
+
+# The metrics a GLUE TaskSpec can list, each a function of (gold, predictions). The correlations
+# get the predictions first, the order earlier records were computed in (bit-identical floats).
+GLUE_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "accuracy": accuracy_score,
+    "f1": f1_score,
+    "matthews_correlation": matthews_corrcoef,
+    "pearson": lambda gold, preds: pearsonr(preds, gold)[0],
+    "spearman": lambda gold, preds: spearmanr(preds, gold)[0],
+}
 
 
 def main_metric(task: str) -> str:
@@ -44,7 +54,7 @@ def check_labels_visible(task: str, labels: Any, split: str | None = None) -> No
 def glue_metrics(
     task: str, predictions: Any, labels: Any, split: str | None = None
 ) -> dict[str, float]:
-    """Metrics for one GLUE eval split (``split`` only names it in errors).
+    """The task's ``TaskSpec.metrics`` on one GLUE eval split (``split`` only names it in errors).
 
     ``predictions`` are logits of shape (n, num_labels) (arg-maxed; (n, 1) or (n,) for STS-B) or
     class ids of shape (n,). Labels of -1 (hidden test labels) raise ``ValueError``.
@@ -64,17 +74,10 @@ def glue_metrics(
             f"{task}: predictions of shape {np.asarray(predictions).shape} do not match "
             f"labels of shape {gold.shape}"
         )
-    if spec.is_regression:
-        return {
-            "pearson": float(pearsonr(preds, gold)[0]),
-            "spearman": float(spearmanr(preds, gold)[0]),
-        }
-    if spec.name == "cola":
-        return {"matthews_correlation": float(matthews_corrcoef(gold, preds))}
-    scores = {"accuracy": float(accuracy_score(gold, preds))}
-    if spec.name in _F1_TASKS:
-        scores["f1"] = float(f1_score(gold, preds))
-    return scores
+    unknown = [name for name in spec.metrics if name not in GLUE_METRICS]
+    if unknown:
+        raise ValueError(f"{task}: unknown metrics {unknown}; known: {sorted(GLUE_METRICS)}")
+    return {name: float(GLUE_METRICS[name](gold, preds)) for name in spec.metrics}
 
 
 def normalize_answer(text: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,6 +14,7 @@ from dcft.data import (
 )
 from dcft.data.features import TaskData
 from dcft.data.metrics import glue_metrics, squad_metrics
+from dcft.data.tasks import TaskKind
 
 
 class Scorer:
@@ -25,13 +26,17 @@ class Scorer:
         self.spec = get_task(task.name)
         self.data = data
         self.predictions: dict[str, dict[str, Any]] = {}
+        by_kind: dict[TaskKind, Callable[[str, Any, Any], dict[str, float]]] = {
+            "glue": self._glue,
+            "squad": self._squad,
+        }
+        self._score = by_kind[self.spec.kind]
 
     def __call__(self, split: str, predictions: Any, label_ids: Any) -> dict[str, float]:
-        if self.spec.kind == "glue":
-            return self._glue(split, np.asarray(predictions), np.asarray(label_ids))
-        return self._squad(split, predictions)
+        return self._score(split, predictions, label_ids)
 
-    def _glue(self, split: str, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    def _glue(self, split: str, predictions: Any, label_ids: Any) -> dict[str, float]:
+        logits, labels = np.asarray(predictions), np.asarray(label_ids)
         # float64 so that the saved predictions reproduce the metrics exactly
         preds = (
             logits.reshape(-1).astype(np.float64)
@@ -41,9 +46,10 @@ class Scorer:
         self.predictions[split] = {"predictions": preds.tolist(), "labels": labels.tolist()}
         return glue_metrics(self.spec.name, preds, labels, split=split)
 
-    def _squad(self, split: str, logits: Sequence[np.ndarray]) -> dict[str, float]:
+    def _squad(self, split: str, logits: Sequence[np.ndarray], _: Any) -> dict[str, float]:
+        """``logits`` are (start, end); the gold answers come from the raw eval examples."""
         start, end = logits
-        version_2 = self.spec.name == "squad_v2"
+        version_2 = self.spec.squad_version == "v2.0"
         examples = self.data.eval_examples[split]
         threshold = self.task.null_score_diff_threshold
         answers = postprocess_squad(

@@ -3,11 +3,9 @@ and say where every example came from (the run record's ``data`` section)."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +16,11 @@ import datasets
 from dcft.data.errors import FIX_HINT, DataUnavailableError, missing_split_error
 from dcft.data.glue import parquet_dir, read_glue_parquet, read_glue_tsv, tsv_path
 from dcft.data.hub import hub_offline, hub_provenance, load_hub_splits
+from dcft.data.provenance import cached_sha256, local_provenance
 from dcft.data.squad import read_squad_json, squad_json_paths
 from dcft.data.tasks import TaskSpec, get_task
 
 DATA_DIR_ENV = "DCFT_DATA_DIR"
-# Questions in the official SQuAD v2.0 dev set; a local v2.0* folder other than squad/v2.0/ (e.g.
-# shared/data's v2.0-subset) is a stand-in whose scores are not comparable to published ones.
-OFFICIAL_SQUAD_V2_DEV = 11873
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +125,7 @@ def load_task_data(
         with hub_offline():
             read = {split: _read_local_split(spec, root, split) for split in wanted}
         loaded = {split: dataset for split, (dataset, _) in read.items()}
-        provenance = _local_provenance(spec, root, {s: path for s, (_, path) in read.items()})
+        provenance = local_provenance(spec, root, {s: path for s, (_, path) in read.items()})
     subsets = _subsets(loaded, max_train_samples, max_eval_samples, seed)
     provenance["examples"] = _counts(loaded, subsets)
     return RawData(subsets, provenance)
@@ -190,60 +186,8 @@ def data_fingerprint(task: str, data_dir: str | Path | None) -> str:
         except DataUnavailableError:
             continue  # e.g. no training set here (carve_train_from_eval)
         for path in files:
-            digest.update(f"{split}:{path.relative_to(root)}:{_cached_sha256(path)}\n".encode())
+            digest.update(f"{split}:{path.relative_to(root)}:{cached_sha256(path)}\n".encode())
     return digest.hexdigest()[:16]
-
-
-def _cached_sha256(path: Path) -> str:
-    stat = path.stat()
-    return _sha256_of(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=256)
-def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
-    """Keyed by size and mtime too: a file rewritten in place is hashed again."""
-    return file_sha256(Path(path))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _local_provenance(spec: TaskSpec, root: Path, files: dict[str, list[Path]]) -> dict[str, Any]:
-    provenance: dict[str, Any] = {
-        "source": "local",
-        "dir": str(root.resolve()),
-        "files": {
-            split: [
-                {
-                    "path": str(p.relative_to(root)),
-                    "bytes": p.stat().st_size,
-                    "sha256": _cached_sha256(p),
-                }
-                for p in paths
-            ]
-            for split, paths in files.items()
-        },
-        "warnings": [],
-    }
-    if spec.name == "squad_v2":
-        version_dirs = {paths[0].parent.name for paths in files.values()}
-        stand_ins = sorted(version_dirs - {"v2.0"})
-        if stand_ins:
-            message = (
-                f"squad_v2 is read from {root / 'squad' / stand_ins[0]}, NOT the official SQuAD "
-                f"v2.0 dev set ({OFFICIAL_SQUAD_V2_DEV} questions): its scores are not comparable "
-                "to published ones. Put the official dev-v2.0.json in squad/v2.0/ to use it."
-            )
-            warnings.warn(message, stacklevel=3)
-            logger.warning(message)
-            provenance["warnings"].append(message)
-            provenance["stand_in"] = stand_ins[0]
-    return provenance
 
 
 def _counts(

@@ -25,17 +25,18 @@ SQUAD_FEATURES = datasets.Features(
     }
 )
 
-_VERSIONS = {"squad_v1": "v1.1", "squad_v2": "v2.0"}
 _FILE_PREFIX = {"train": "train", "validation": "dev"}
 
 
 def squad_json_paths(data_dir: Path, spec: TaskSpec, split: str) -> list[Path]:
-    """Candidate files for a split, best first.
+    """Candidate files for a split, best first, named by the task's ``squad_version``.
 
     ``squad/v1.1/`` for v1; for v2 ``squad/v2.0/`` first, then any other ``squad/v2.0*/`` folder
     in name order (e.g. ``v2.0-subset``).
     """
-    version = _VERSIONS[spec.name]
+    version = spec.squad_version
+    if version is None:
+        raise ValueError(f"task {spec.name!r} has no SQuAD version (kind {spec.kind!r})")
     name = f"{_FILE_PREFIX[split]}-{version}.json"
     root = data_dir / "squad"
     folders = [root / version]

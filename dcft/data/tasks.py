@@ -5,7 +5,8 @@ labels, metrics, truncation length and local file layout); the readers, metrics,
 Hydra task configs (``max_length: ${task_spec:max_length}``) all read it from here. Adding a
 GLUE-like task is one entry in :data:`TASKS` plus ``conf/task/<name>.yaml``.
 
-This module imports nothing heavy: the config resolver loads it while composing configs.
+It imports only the standard library (the ``task_spec`` config resolver reads it while Hydra
+composes a config).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class TaskSpec:
     regression task (STS-B) and for SQuAD. ``metrics`` are the scores an eval split reports
     (:func:`dcft.data.metrics.glue_metrics` computes exactly these for GLUE), the headline one
     the paper prints first. ``tsv`` (GLUE) and ``squad_version`` (SQuAD: ``v1.1`` / ``v2.0``,
-    the folder and suffix of its JSON files) say where the local files are.
+    the folder and suffix of its JSON files) say where the local files are; GLUE's parquet
+    copies sit in ``glue_parquet/<hub_config>/<split>/``.
     """
 
     name: str
@@ -61,6 +63,7 @@ class TaskSpec:
     squad_version: str | None = None
 
     def __post_init__(self) -> None:
+        """Refuse an entry the readers could not use (checked when the registry is built)."""
         if self.kind == "glue":
             read = {field for field, _ in self.tsv.columns} if self.tsv else set()
             if read != {*self.text_fields, "label"}:
@@ -68,6 +71,8 @@ class TaskSpec:
                     f"task {self.name!r}: its TSV layout must place exactly the text fields "
                     f"{list(self.text_fields)} and 'label', not {sorted(read)}"
                 )
+        elif self.squad_version is None or self.doc_stride is None:
+            raise ValueError(f"SQuAD task {self.name!r} needs a squad_version and a doc_stride")
 
     @property
     def metric(self) -> str:

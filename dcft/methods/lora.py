@@ -177,7 +177,7 @@ class LoraFA(Lora):
 
     Options = LoraFAOptions
     label = "LoRA-FA"
-    count_rule = "only B trains: r * n_out per matrix (A stays at its random init)"
+    count_rule = "LoRA-FA trains only B: r * n_out per matrix (A stays at its random init)"
 
     def make_layer(self, name: str, base: nn.Linear) -> LinearAdapter:
         o = self.options

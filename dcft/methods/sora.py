@@ -165,8 +165,8 @@ class Sora(LowRankMethod):
     label = "SoRA"
     slug_options = (("r", "r"),)
     count_rule = (
-        "the ranks left after its gates are sparsified in training; before training all r_max "
-        "ranks count (an upper bound)"
+        "SoRA's count is the ranks left after its gates are sparsified in training; before "
+        "training all r_max ranks count (an upper bound)"
     )
 
     def make_layer(self, name: str, base: nn.Linear) -> SoraLinear:

@@ -1,10 +1,12 @@
-"""Our results beside the paper's: Tables 1-6 as Markdown, LaTeX and CSV, plus Figures 2-3.
+"""Our results beside the paper's: every table of dcft/conf/table/ as Markdown, LaTeX and CSV,
+plus Figures 2-3.
 
 ``python -m dcft.report [--runs results/runs] [--out results/tables] [--tables 1 2 ...]`` reads
 result records only (it never trains) and writes ``table{N}.{md,tex,csv}`` and
 ``figure{2,3}.png`` into ``--out``; ``--from-wandb ENTITY/PROJECT`` reads the runs' W&B summaries
-and config instead (dcft.wandb_runs). How records become cells: dcft.aggregate; how cells are
-printed: dcft.report_render; the figures: dcft.report_figures.
+and config instead (dcft.report.wandb_runs). What a table holds: dcft.report.tables; how records
+become cells: dcft.report.aggregate; how cells are printed: dcft.report.render; the figures:
+dcft.report.figures.
 """
 
 from __future__ import annotations
@@ -13,18 +15,18 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from dcft.report.aggregate import (
+from dcft.report.aggregate import build_table
+from dcft.report.render import write_table
+from dcft.report.runs import (
     SCALES,
     SELECTS,
-    TABLES,
     TWIN_MODEL,
     TWIN_STANDS_FOR,
     RunSet,
-    build_table,
     detect_scale,
     load_runs,
 )
-from dcft.report.render import write_table
+from dcft.report.tables import TABLES
 from dcft.report.wandb_runs import load_wandb_runs
 
 # ---------------------------------------------------------------------------------------------
@@ -55,8 +57,8 @@ def report(
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m dcft.report",
-        description="Tables 1-6 and Figures 2-3 from result records, beside the paper's numbers "
-        "(reads records only; never trains).",
+        description="The paper's tables (dcft/conf/table/) and Figures 2-3 from result records, "
+        "beside the paper's numbers (reads records only; never trains).",
     )
     parser.add_argument("--runs", default="results/runs", help="folder of run records (*.json)")
     parser.add_argument("--out", default="results/tables", help="where tables and figures go")

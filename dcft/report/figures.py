@@ -22,15 +22,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from dcft.report.aggregate import (
-    TASK_LABELS,
-    TWIN_LABEL,
-    TWIN_STANDS_FOR,
-    OurRow,
-    Run,
-    RunSet,
-    build_table,
-)
+from dcft.report.aggregate import OurRow, build_table
+from dcft.report.rows import TASK_LABELS
+from dcft.report.runs import TWIN_LABEL, TWIN_STANDS_FOR, Run, RunSet
 
 FIGURE2_TASKS = ("cola", "rte", "mrpc", "qnli")
 FIGURE3_TASK = "sst2"

@@ -1,6 +1,7 @@
 """The DCFT paper's (arXiv 2503.01419) Tables 1-6, as transcribed in ``results/paper/``.
 
-Three tidy CSV files, one row per printed number (see ``results/paper/README.md``):
+Three tidy CSV files, one row per printed number (see ``results/paper/README.md``); a table file
+(dcft/conf/table/) names the files its numbers are in (``load_paper_csv``):
 
 * ``results.csv``: every task score of Tables 1-6 (``load_paper_results``);
 * ``averages.csv``: the printed "Avg." column of Tables 1 and 4 (``load_paper_averages``);
@@ -40,7 +41,8 @@ def parse_param_count(text: str, binary: bool = False) -> float | None:
     return float(Decimal(text[:-1]) * (1024 if binary else 1000) ** _UNIT_POWERS[unit])
 
 
-def _load(name: str) -> pd.DataFrame:
+def load_paper_csv(name: str) -> pd.DataFrame:
+    """``results/paper/<name>``, typed as described above."""
     frame = pd.read_csv(PAPER_DIR / name, dtype=str, keep_default_na=False, encoding="utf-8")
     for column in frame.columns:
         if column in _INT_COLUMNS:
@@ -52,14 +54,14 @@ def _load(name: str) -> pd.DataFrame:
 
 def load_paper_results() -> pd.DataFrame:
     """All task scores of Tables 1-6: one row per printed number (MNLI m/mm are two rows)."""
-    return _load("results.csv")
+    return load_paper_csv("results.csv")
 
 
 def load_paper_averages() -> pd.DataFrame:
     """The printed "Avg." values of Tables 1 and 4, one row per table row."""
-    return _load("averages.csv")
+    return load_paper_csv("averages.csv")
 
 
 def load_paper_times() -> pd.DataFrame:
     """The training times (hours) of Tables 4 and 5; Table 4's "Avg." column is task "avg"."""
-    return _load("times.csv")
+    return load_paper_csv("times.csv")

@@ -1,5 +1,5 @@
-"""Rendering of an aggregated table: a display grid per model block (Markdown, LaTeX), a tidy
-frame (CSV), and the footnotes and warnings that say what the numbers are."""
+"""Rendering of an aggregated table: a display grid per model block (Markdown, LaTeX) and a tidy
+frame (CSV); the footnotes and warnings printed under it: dcft.report.notes."""
 
 from __future__ import annotations
 
@@ -9,24 +9,10 @@ from statistics import fmean
 
 import pandas as pd
 
-from dcft.report.aggregate import (
-    AVERAGED_TABLES,
-    CONFLICT,
-    FAILED,
-    MISSING,
-    TABLE3_KERNEL,
-    TABLE_TITLES,
-    TASK_LABELS,
-    TIMED_TABLES,
-    TWIN_LABEL,
-    TWIN_MODEL,
-    TWIN_STANDS_FOR,
-    OurRow,
-    Stat,
-    TableResult,
-    format_stat,
-    model_for,
-)
+from dcft.report.aggregate import OurRow, TableResult
+from dcft.report.notes import failures, notes, warnings
+from dcft.report.runs import TWIN_LABEL, model_for
+from dcft.report.stats import CONFLICT, FAILED, MISSING, Stat, format_stat
 
 
 def _num(value: float | None, digits: int = 2) -> str:
@@ -74,7 +60,7 @@ def _blocks(result: TableResult) -> dict[str, list[OurRow]]:
 
 def _grid(rows: list[OurRow], averaged: bool, timed: bool) -> tuple[list[str], list[list[str]]]:
     """Header and lines of one model block: per paper row a ``paper`` line, then per our row an
-    ``ours`` and a ``Δ`` line (Tables 4-5: ``ours h`` / ``paper h`` training hours too)."""
+    ``ours`` and a ``Δ`` line (timed tables: ``ours h`` / ``paper h`` training hours too)."""
     cells = list(dict.fromkeys(c for r in rows for c in r.paper.cells))
     labels = list(dict.fromkeys(c.label for c in cells))
     header = ["Method", "Line", "Setting", "#Params", *labels]
@@ -124,137 +110,8 @@ def _grid(rows: list[OurRow], averaged: bool, timed: bool) -> tuple[list[str], l
     return header, lines
 
 
-TABLE_NOTES = {
-    1: "RoBERTa-large prints one MNLI number; ours is validation_matched. LoRA / LoRA-FA rows "
-    "match records by method name and model, split by method slug.",
-    3: f"The paper does not state Table 3's DCFT kernel; ours is d={TABLE3_KERNEL} (0.04% of 184M "
-    "fits d=2 better than d=8). Table 3 prints #Params as percentages.",
-    4: "Training hours: kernel d with stride d runs DCFT's fast (Kronecker) path, which never "
-    "builds the dense update; the paper's hours (RTX 2080 Ti, fp32, padded to the maximum "
-    "length) timed the authors' dense update. Our hours are the records' GPU (environment."
-    "gpu_name), fp32, dynamic padding.",
-    5: "Training hours: every stride is run on the reference path (conv_transpose2d builds the "
-    "dense update every step, as the authors' code does), so the four rows are timed on one "
-    "implementation; d=8, s=8 on the fast path (Tables 1 and 4) shows as its own row where its "
-    "records exist. The paper's hours: RTX 2080 Ti, fp32, padded to the maximum length; ours: "
-    "the records' GPU (environment.gpu_name), fp32, dynamic padding.",
-    6: "Targets match as sets of q, k, v, o, ffn_in, ffn_out; ALL = all six. The paper's Q,K,V,O "
-    "row is compared twice: with q, k, v, o (12,288 parameters) and with q, k, v, o plus ffn_out "
-    "(18,816, which the printed 18.4K fits in binary units). Why the paper counts 18.4K is "
-    "unknown: the authors' code adapts no FFN matrix when given q, k, v, o (results/params.md).",
-}
-
-
-def notes(result: TableResult) -> list[str]:
-    """The footnotes of one table: what the numbers are, the table's caveats, skipped records."""
-    runset = result.runset
-    out = []
-    if result.scale == "mini":
-        out.append(
-            f"{TWIN_LABEL}. Records of model {TWIN_MODEL!r} stand in for {TWIN_STANDS_FOR}; the "
-            "paper's numbers are shown beside them for orientation only."
-        )
-    out.append(
-        f"ours: mean ± sample std (ddof=1) over seeds of each record's {runset.select!r} "
-        "evaluation, n = seeds; GLUE scores x100, SQuAD as printed (0-100). "
-        "Δ = ours - paper in the paper's units; missing cells are shown as "
-        f"{MISSING} and never filled in."
-    )
-    out.append(
-        "#Params: ours = the records' `parameters.paper` (adapter tensors, task head excluded); "
-        "Δ line = ours / paper, with the paper's DCFT counts read in binary units "
-        "(K = 1024, M = 1024^2; see results/params.md)."
-    )
-    if result.table in AVERAGED_TABLES:
-        out.append(
-            "Avg.: mean over the tasks, MNLI counted once as mean(m, mm) (the convention that "
-            "reproduces the paper's averages); computed only when every cell is present."
-        )
-    if result.table in TIMED_TABLES:
-        out.append(
-            "ours h: hours of `timing.train_wall_time_s` (Trainer.train, in-training evaluation "
-            "included), mean ± std over seeds; paper h: the printed training times."
-        )
-    if result.table in TABLE_NOTES:
-        out.append(TABLE_NOTES[result.table])
-    out += data_caveats(result)
-    if any(row.failed for row in result.rows):
-        out.append(
-            f"{FAILED}k: k runs of this cell failed (NaN loss, ...) and are not averaged; each is "
-            "listed under 'Failed runs' with its reason."
-        )
-    if any(r.conflicted for r in result.rows):
-        out.append(
-            f"{CONFLICT}: records with other settings exist for this cell; the largest group is "
-            "shown and the others are listed under Warnings (never averaged in)."
-        )
-    versions = sorted({r.harness for r in result.rows if r.show_harness})
-    if versions:
-        out.append(
-            f"Records of harness versions {', '.join(versions)} are kept in separate rows "
-            "(Setting @version), never averaged together."
-        )
-    if result.matched == 0:
-        out.append(
-            f"No result records matched this table ({len(runset.runs)} usable records read from "
-            f"{runset.runs_dir}): every cell is missing."
-        )
-    out.append(
-        f"Records: {runset.read} files read from {runset.runs_dir}, {result.matched} used here; "
-        f"{len(runset.failed)} failed runs, {len(runset.duplicates)} duplicates of an "
-        f"(hparams_hash, seed) skipped; {len(runset.corrupt)} unreadable"
-        + (": " + ", ".join(str(p) for p, _ in runset.corrupt) if runset.corrupt else "")
-        + "."
-    )
-    return out
-
-
-def failures(result: TableResult) -> list[str]:
-    """Every failed run of a cell in this table, with its reason and record."""
-    return [
-        f"{row.paper.label} / {TASK_LABELS.get(task, task)} / {row.setting} / seed {run.seed}: "
-        f"{run.record.get('failure_reason') or 'no reason recorded'} ({run.path})"
-        for row in result.rows
-        for task, runs in row.failed.items()
-        for run in runs
-    ]
-
-
-def data_caveats(result: TableResult) -> list[str]:
-    """Cells scored on a stand-in dev set (e.g. SQuAD v2.0's subset): named, never silent."""
-    stand_ins = {
-        (run.task, (run.record.get("data") or {}).get("stand_in"))
-        for row in result.rows
-        for runs in row.cell_runs.values()
-        for run in runs
-        if (run.record.get("data") or {}).get("stand_in")
-    }
-    return [
-        f"{TASK_LABELS.get(task, task)}: scored on the stand-in dev set {folder!r}, not the "
-        "official one; not comparable to the paper's numbers."
-        for task, folder in sorted(stand_ins)
-    ]
-
-
-def warnings(result: TableResult) -> list[str]:
-    """Per cell with records of several settings (beyond the seed): the group shown and each
-    group kept apart, with its score, seeds, hashes and files."""
-    out = []
-    for c in result.conflicts:
-        seeds = ", ".join(str(r.seed) for r in c.runs)
-        hashes = ", ".join(sorted({r.hparams_hash for r in c.runs}))
-        files = ", ".join(str(r.path) for r in c.runs)
-        out.append(
-            ("shown" if c.shown else "kept apart")
-            + f": {c.row} / {TASK_LABELS.get(c.task, c.task)} / {c.slug}: settings {c.settings}, "
-            f"{c.score} (seeds {seeds}; hparams_hash {hashes}; harness "
-            f"{', '.join(sorted({r.harness_version for r in c.runs}))}): {files}"
-        )
-    return out
-
-
 def tidy(result: TableResult) -> pd.DataFrame:
-    """One line per (our row, printed cell) plus an ``avg`` line for Tables 1 and 4."""
+    """One line per (our row, printed cell) plus an ``avg`` line for averaged tables."""
     records = []
     for row in result.rows:
         params, ratio = _params_ours(row)
@@ -292,7 +149,7 @@ def tidy(result: TableResult) -> pd.DataFrame:
                     "conflict": cell.task in row.conflicted,
                 }
             )
-        if result.table in AVERAGED_TABLES:
+        if result.spec.averaged:
             avg = row.average()
             counts = [row.cells[c].n if c in row.cells else 0 for c in row.paper.cells]
             records.append(
@@ -313,12 +170,12 @@ def tidy(result: TableResult) -> pd.DataFrame:
 
 
 def _title(result: TableResult) -> str:
-    title = TABLE_TITLES[result.table]
+    title = result.spec.title
     return f"{title} ({TWIN_LABEL})" if result.scale == "mini" else title
 
 
 def to_markdown(result: TableResult) -> str:
-    timed, averaged = result.table in TIMED_TABLES, result.table in AVERAGED_TABLES
+    timed, averaged = result.spec.timed, result.spec.averaged
     parts = [f"# {_title(result)}", ""]
     for model, rows in _blocks(result).items():
         header, lines = _grid(rows, averaged, timed)
@@ -363,7 +220,7 @@ def tex_escape(text: str) -> str:
 
 
 def to_latex(result: TableResult) -> str:
-    timed, averaged = result.table in TIMED_TABLES, result.table in AVERAGED_TABLES
+    timed, averaged = result.spec.timed, result.spec.averaged
     parts = [f"% {_title(result)}: generated by python -m dcft.report; do not edit"]
     for model, rows in _blocks(result).items():
         header, lines = _grid(rows, averaged, timed)

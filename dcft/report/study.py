@@ -19,7 +19,7 @@ from scipy import stats as scipy_stats
 
 from dcft.data import get_task, load_raw_splits
 from dcft.data.metrics import glue_metrics
-from dcft.report.aggregate import SELECTS, Run, load_runs
+from dcft.report.runs import SELECTS, Run, load_runs
 
 TASKS = ("cola", "sst2", "mrpc", "stsb")
 # (slug, label) in the order printed; rows whose slug has no record are left out.

@@ -3,7 +3,7 @@ the records live on cluster nodes.
 
 Each W&B run that dcft.tracking opened carries the record's identity, config, harness version
 and data under ``config["dcft"]`` and its results under summary keys (``record_summary``); they
-are put back into a record-like dict, which dcft.aggregate reads like a record file. The
+are put back into a record-like dict, which dcft.report.runs reads like a record file. The
 record's ``created_at`` is the W&B run's creation time; evaluation histories (Figure 3) are not
 fetched. Runs without a ``status`` in their summary (running, crashed, killed: no record yet)
 are skipped and named.
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dcft.report.aggregate import SELECTS, RunSet, run_of_record
+from dcft.report.runs import SELECTS, RunSet, run_of_record
 
 _PAGE = 500
 
@@ -66,7 +66,7 @@ def _record_path(item: tuple[Path, dict[str, Any]]) -> tuple[str, ...]:
 def load_wandb_runs(
     project: str, select: str = "best", api: Any = None
 ) -> tuple[RunSet, list[str]]:
-    """The report's runs from the W&B project ``ENTITY/PROJECT`` (as dcft.aggregate.load_runs
+    """The report's runs from the W&B project ``ENTITY/PROJECT`` (as dcft.report.runs.load_runs
     reads a records folder), and the W&B runs skipped for having no record."""
     if select not in SELECTS:
         raise ValueError(f"unknown evaluation selection {select!r}; valid: {', '.join(SELECTS)}")

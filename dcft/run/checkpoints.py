@@ -20,7 +20,7 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from dcft.data.sources import file_sha256
+from dcft.data.provenance import file_sha256
 from dcft.run.records import write_json
 
 MANIFEST = "manifest.json"
@@ -84,7 +84,6 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
         if problem is None:
             return checkpoint
         logger.warning("passing over checkpoint %s: %s", checkpoint, problem)
-        print(f"[dcft] passing over checkpoint {checkpoint}: {problem}", flush=True)
     return None
 
 

@@ -1,11 +1,12 @@
 """Where the Hydra configs live and the resolvers they use (``${method_slug:}``,
-``${run_hash:}``, ``${data_fingerprint:}``); importing this module registers them. It imports
-neither torch nor transformers (the resolvers import what they need when first called), so that
-``python -m dcft.train --help`` answers at once."""
+``${run_hash:}``, ``${data_fingerprint:}``, ``${task_spec:KEY}``); importing this module
+registers them. It imports neither torch nor transformers (the resolvers import what they need
+when first called), so that ``python -m dcft.train --help`` answers at once."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -31,8 +32,17 @@ def _data_resolver(*, _root_: DictConfig) -> str:
     return data_fingerprint(_root_.task.name, _root_.data.dir)
 
 
+def _task_spec_resolver(key: str, *, _root_: DictConfig) -> Any:
+    from dcft.data.tasks import get_task
+
+    return getattr(get_task(_root_.task.name), key)
+
+
 # ${method_slug:} and ${run_hash:} name run folders in conf/ (hydra.run.dir, logger names);
 # ${data_fingerprint:} puts the content of the data files into the run's key.
 OmegaConf.register_new_resolver("method_slug", _slug_resolver, replace=True)
 OmegaConf.register_new_resolver("run_hash", _hash_resolver, replace=True)
 OmegaConf.register_new_resolver("data_fingerprint", _data_resolver, replace=True)
+# ${task_spec:max_length} in conf/task: the value of ${task.name}'s TaskSpec (dcft.data.tasks),
+# the one place a task's facts are declared.
+OmegaConf.register_new_resolver("task_spec", _task_spec_resolver, replace=True)

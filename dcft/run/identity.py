@@ -18,8 +18,9 @@ from dcft.methods.registry import build_options, get_method
 from dcft.run.runtime import resolve_precision
 
 # Top-level keys that name places or trackers, never the result; the seed has its own path
-# field. `experiment` only names the sweep that asked for the run; `hparams` holds lookup tables (conf/hparams, conf/experiment) whose chosen values land in
-# trainer.*, task.*, model.*, method.options.*, which are hashed.
+# field. `experiment` only names the sweep that asked for the run; `hparams` holds lookup tables
+# (conf/hparams, conf/experiment) whose chosen values land in trainer.*, task.*, model.*,
+# method.options.*, which are hashed.
 _UNHASHED_KEYS = (
     "hydra",
     "retry_failed",

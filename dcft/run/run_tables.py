@@ -1,8 +1,8 @@
-"""Which of the paper's tables list a run: the W&B tags ``table1`` ... ``table6``.
+"""Which of the paper's tables list a run: the W&B tags ``table1`` ... (dcft/conf/table/).
 
-A table lists a run when one of its sweeps (``conf/experiment/tableN*.yaml`` or
-``mini-tableN.yaml``) trains the run's (model, task, method slug), seeds aside, or when the report
-shows the run in that table (Table 5 shows Table 4's fast-path d=8 as a row of its own).
+A table lists a run when one of its sweeps (the experiments its table file names, or its rows;
+dcft.sweep) trains the run's (model, task, method slug), seeds aside, or when the report shows
+the run in that table (Table 5 shows Table 4's fast-path d=8 as a row of its own).
 
 The sweeps are read from their YAML instead of composing every job (Hydra's composition costs
 ~0.1 s per job, ~40 s for the 356 seed-free jobs of all tables): the sweeper params are expanded
@@ -14,6 +14,7 @@ so it also works inside ``@hydra.main``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from itertools import product
 from pathlib import Path
@@ -22,10 +23,12 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from dcft.report.aggregate import TABLES, TWIN_MODEL, PaperRow, Run, model_for, paper_rows
+from dcft.report.rows import PaperRow, paper_rows
+from dcft.report.runs import TWIN_MODEL, Run, model_for
+from dcft.report.tables import SCALES, TABLES
 from dcft.run.config import CONF_DIR
 from dcft.run.identity import RunIdentity, method_slug
-from dcft.sweep import EXPERIMENT_DIR, SCALES, experiments, tables
+from dcft.sweep import EXPERIMENT_DIR, Part, parts, tables
 
 Key = tuple[str, str, str]  # (model, task, method slug)
 _OPTION = "method.options."
@@ -63,10 +66,9 @@ def _choices(path: Path) -> dict[str, str]:
     return choices
 
 
-def _jobs(path: Path) -> list[dict[str, Any]]:
-    """The experiment's sweep without its seeds, one ``{key: value}`` per job: the product of the
-    sweeper params' values, as Hydra's basic sweeper expands them."""
-    params = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params") or {}
+def _jobs(params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A sweep without its seeds, one ``{key: value}`` per job: the product of the sweeper
+    params' values, as Hydra's basic sweeper expands them."""
     overrides = OverridesParser.create().parse_overrides(
         [f"{k}={v}" for k, v in params.items() if k != "seed"]
     )
@@ -96,9 +98,15 @@ def _method(choice: str) -> tuple[str, dict[str, Any]]:
 def sweep_keys(experiment: str) -> set[Key]:
     """(model, task, method slug) of every job of ``experiment``'s sweep."""
     path = EXPERIMENT_DIR / f"{experiment}.yaml"
-    choices = {**_choices(CONF_DIR / "config.yaml"), **_choices(path)}
+    params = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params") or {}
+    return _keys(params, _choices(path))
+
+
+def _keys(params: Mapping[str, Any], choices: Mapping[str, str]) -> set[Key]:
+    """(model, task, method slug) of every job of a sweep whose configs choose ``choices``."""
+    choices = {**_choices(CONF_DIR / "config.yaml"), **choices}
     keys = set()
-    for job in _jobs(path):
+    for job in _jobs(params):
         name, options = _method(job.get("method", choices["method"]))
         options = {
             **options,
@@ -109,11 +117,17 @@ def sweep_keys(experiment: str) -> set[Key]:
     return keys
 
 
+def _part_keys(part: Part) -> set[Key]:
+    if part.experiment:
+        return sweep_keys(part.experiment)
+    return _keys(dict(part.params), {})
+
+
 @cache
 def _swept() -> dict[str, frozenset[Key]]:
     return {
         table: frozenset(
-            key for scale in SCALES for e in experiments(table, scale) for key in sweep_keys(e)
+            key for scale in SCALES for part in parts(table, scale) for key in _part_keys(part)
         )
         for table in tables()
     }
@@ -152,7 +166,7 @@ def _reported(identity: RunIdentity) -> set[str]:
 
 
 def tables_listing(identity: RunIdentity) -> list[str]:
-    """``table1`` ... ``table6``: every table whose sweep trains the run or whose report shows it."""
+    """``table1`` ...: every table whose sweep trains the run or whose report shows it."""
     key = (identity.model, identity.task, identity.method_slug)
     swept = {table for table, keys in _swept().items() if key in keys}
     return sorted(swept | _reported(identity))

@@ -69,7 +69,7 @@ def wandb_run_id(identity: RunIdentity) -> str:
 
 
 def run_tags(identity: RunIdentity) -> list[str]:
-    """Every table that lists the run (``table1`` ... ``table6``, dcft.run_tables), then its
+    """Every table that lists the run (``table1`` ... ``table6``, dcft.run.run_tables), then its
     model, task, method and setting (method slug)."""
     from dcft.run.run_tables import tables_listing
 

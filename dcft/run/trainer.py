@@ -5,7 +5,7 @@
 - AdamW is built here so that the method's auxiliary parameters (SoRA's gates) stay out of it;
   their own optimiser steps right after every main step (``AuxiliaryOptimizerCallback``) and
   is saved in every checkpoint beside the main one;
-- checkpoints are sealed by a manifest and rotated only after that (``dcft.checkpoints``); a
+- checkpoints are sealed by a manifest and rotated only after that (``dcft.run.checkpoints``); a
   PEFT run's checkpoint holds its trainable tensors only;
 - evaluation runs the task's scorer on every eval split (GLUE metrics; SQuAD post-processing then
   EM/F1), optionally with the updates merged into the weights;

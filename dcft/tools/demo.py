@@ -12,6 +12,7 @@ one epoch of batch 32, max length 128, 6% warmup, the full 872-sentence dev set;
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -56,7 +57,7 @@ FOOTNOTE = (
 def demo_config(overrides: Sequence[str]) -> DictConfig:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=list(overrides))
-    cfg.experiment = EXPERIMENT  # conf/experiment/ owns `experiment=` on the command line
+    cfg.experiment = EXPERIMENT  # a name, not one of conf/experiment/'s sweeps
     return cfg
 
 
@@ -73,6 +74,7 @@ def format_table(rows: Sequence[dict]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     extra = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     start = time.perf_counter()
     rows = []
     for label, overrides in RUNS:

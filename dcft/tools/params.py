@@ -1,6 +1,7 @@
-"""Parameter audit: count every method/setting of the paper's Tables 1, 2, 4, 5 and 6 on the real
-model shapes (built on the meta device from configs in this repo: nothing is downloaded or
-allocated) and set our count beside the paper's #Params.
+"""Parameter audit: count every method/setting of the paper's tables (their files in
+dcft/conf/table/; rows and the reasons for known gaps are there) on the real model shapes (built
+on the meta device from configs in this repo: nothing is downloaded or allocated) and set our
+count beside the paper's #Params.
 
     python -m dcft.tools.params [--out results]     # writes results/params.md and results/params.csv
 """
@@ -9,14 +10,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from dcft.methods import apply_method, count_parameters
+from dcft.methods import apply_method, count_parameters, get_method
 from dcft.report.paper import parse_param_count
+from dcft.report.rows import paper_rows
+from dcft.report.tables import RowSpec, table_specs
 from dcft.run.models import build_model
 
 TOLERANCE = 0.05
@@ -24,119 +27,54 @@ TOLERANCE = 0.05
 
 @dataclass(frozen=True)
 class AuditRow:
+    """A row of a table file and the #Params the paper prints for it ("" = none printed)."""
+
     table: str
-    model: str
-    method: str
-    options: dict[str, Any] = field(default_factory=dict)
-    paper: str = ""
-    reason: str = ""
-
-    @property
-    def setting(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.options.items()) or "-"
+    row: RowSpec
+    paper: str
 
 
-SQ = ["q", "v"]
-ROWS: list[AuditRow] = [
-    AuditRow("1", "deberta-v3-base", "full", paper="184M"),
-    AuditRow("1", "deberta-v3-base", "bitfit", paper="0.1M"),
-    AuditRow("1", "deberta-v3-base", "hadapter", {"bottleneck": 8}, "0.31M"),
-    AuditRow("1", "deberta-v3-base", "padapter", {"bottleneck": 16}, "0.3M"),
-    AuditRow("1", "deberta-v3-base", "lora", {"r": 1}, "0.17M"),
-    AuditRow(
-        "1",
-        "deberta-v3-base",
-        "sora",
-        {"r": 8},
-        "0.12M",
-        "SoRA's count is the ranks left after its gates are sparsified in training; before "
-        "training all r_max = 8 ranks count (this row is the upper bound)",
-    ),
-    AuditRow(
-        "1",
-        "deberta-v3-base",
-        "lorafa",
-        {"r": 1},
-        "0.12M",
-        "the paper's LoRA-FA row is a copy of its SoRA row (identical numbers); LoRA-FA r=1 "
-        "trains only B: r * n_out per matrix",
-    ),
-    AuditRow("1", "deberta-v3-base", "dcft", {"kernel": 8}, "0.024M"),
-    AuditRow("1", "deberta-v3-base", "dcft", {"kernel": 2}, "0.079M"),
-    AuditRow(
-        "1",
-        "roberta-large",
-        "full",
-        paper="335M",
-        reason="RoBERTa-large has 355M parameters; the paper's 335M reads as a typo",
-    ),
-    AuditRow("1", "roberta-large", "hadapter", {"bottleneck": 8}, "0.8M"),
-    AuditRow("1", "roberta-large", "padapter", {"bottleneck": 16}, "0.8M"),
-    AuditRow("1", "roberta-large", "lora", {"r": 8, "targets": SQ}, "0.8M"),
-    AuditRow("1", "roberta-large", "lorafa", {"r": 16}, "3.7M"),
-    AuditRow("1", "roberta-large", "dcft", {"kernel": 8}, "0.06M"),
-    AuditRow("1", "roberta-large", "dcft", {"kernel": 2}, "0.21M"),
-    AuditRow("2", "deberta-v2-xxlarge", "full", paper="1.5B"),
-    AuditRow("2", "deberta-v2-xxlarge", "lora", {"r": 16, "targets": SQ}, "4.7M"),
-    AuditRow("2", "deberta-v2-xxlarge", "dcft", {"kernel": 8}, "0.18M"),
-    AuditRow("2", "deberta-v2-xxlarge", "dcft", {"kernel": 2}),
-    *[
-        AuditRow("4", "deberta-v3-base", "dcft", {"kernel": d}, p)
-        for d, p in [(2, "0.079M"), (4, "0.041M"), (6, "0.029M"), (8, "0.024M"), (12, "0.023M")]
-    ],
-    *[
-        AuditRow("5", "deberta-v3-base", "dcft", {"kernel": 8, "stride": s}, p)
-        for s, p in [(1, "165.5K"), (2, "85K"), (4, "44.9K"), (8, "24.6K")]
-    ],
-    AuditRow("6", "deberta-v3-base", "dcft", {"kernel": 8, "targets": ["q", "k"]}, "6K"),
-    AuditRow("6", "deberta-v3-base", "dcft", {"kernel": 8, "targets": ["q", "v"]}, "6K"),
-    AuditRow("6", "deberta-v3-base", "dcft", {"kernel": 8, "targets": ["q", "k", "v"]}, "9K"),
-    AuditRow(
-        "6",
-        "deberta-v3-base",
-        "dcft",
-        {"kernel": 8, "targets": ["q", "k", "v", "o"]},
-        "18.4K",
-        "q,k,v,o alone give 12,288 (12K); q,k,v,o plus one FFN matrix (ffn_in or ffn_out, 544 "
-        "per layer) give 18,816 = 18.4K in binary units (next row). The authors' code does not "
-        "explain it: it tests 'attention.output' and 'layer.output' (the FFN output) separately "
-        "against its --lora_module string, so selecting q,k,v,o adapts no FFN matrix. Cause "
-        "unknown; Table 6 runs both settings",
-    ),
-    AuditRow(
-        "6",
-        "deberta-v3-base",
-        "dcft",
-        {"kernel": 8, "targets": ["q", "k", "v", "o", "ffn_out"]},
-        "18.4K",
-    ),
-    AuditRow(
-        "6",
-        "deberta-v3-base",
-        "dcft",
-        {"kernel": 8, "targets": "all"},
-        "24K",
-    ),
-]
+def audit_rows() -> list[AuditRow]:
+    """Every row of the table files with a printed #Params, and the audit-only rows (settings the
+    paper does not print), in the files' order; tables with ``params_audit: false`` left out.
+    Printed counts are written with upper-case units (the paper mixes "6k" and "165.5K")."""
+    rows = []
+    for spec in table_specs():
+        if not spec.params_audit:
+            continue
+        printed = {id(p.spec): p.params_text for p in paper_rows(spec.number)}
+        for row in spec.rows:
+            paper = printed.get(id(row), "")
+            if paper or row.audit_only:
+                rows.append(AuditRow(str(spec.number), row, paper[:-1] + paper[-1:].upper()))
+    return rows
 
 
-def audit_row(row: AuditRow) -> dict[str, Any]:
+def _reason(row: RowSpec) -> str:
+    """Why our count differs: the table's reason for its row, then the method's counting rule."""
+    reasons = [row.params_reason, get_method(row.method).count_rule]
+    return "; ".join(r for r in reasons if r) or "UNEXPLAINED"
+
+
+def audit_row(audited: AuditRow) -> dict[str, Any]:
+    row = audited.row
     model = build_model("config", row.model, device="meta")
     apply_method(model, row.method, **row.options)
     counts = count_parameters(model)
-    paper = parse_param_count(row.paper, binary=row.method == "dcft") if row.paper else None
+    printed = audited.paper
+    paper = parse_param_count(printed, binary=row.method == "dcft") if printed else None
     ratio = counts["paper"] / paper if paper else None
     differs = ratio is not None and abs(ratio - 1) > TOLERANCE
     return {
-        "table": row.table,
+        "table": audited.table,
         "model": row.model,
         "method": row.method,
         "setting": row.setting,
         "ours": counts["paper"],
         "ours_with_head": counts["with_head"],
-        "paper": row.paper or "-",
+        "paper": printed or "-",
         "ratio": f"{ratio:.3f}" if ratio else "-",
-        "reason": (row.reason or "UNEXPLAINED") if differs else "",
+        "reason": _reason(row) if differs else "",
     }
 
 
@@ -173,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder")
     args = parser.parse_args(argv)
-    results = [audit_row(row) for row in tqdm(ROWS, desc="parameter audit", unit="row")]
+    results = [audit_row(row) for row in tqdm(audit_rows(), desc="parameter audit", unit="row")]
     write_reports(results, args.out)
     print((args.out / "params.md").read_text())
 

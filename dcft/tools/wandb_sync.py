@@ -47,7 +47,9 @@ def sync(outputs: Path, dry_run: bool = False) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dcft.tools.wandb_sync", description="W&B helpers")
+    parser = argparse.ArgumentParser(
+        prog="python -m dcft.tools.wandb_sync", description="W&B helpers"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     sync_cmd = commands.add_parser("sync", help="upload the offline runs not synced yet")
     sync_cmd.add_argument("--outputs", type=Path, default=Path("outputs"), help="runs' root")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import re
 import shutil
@@ -110,7 +111,7 @@ def test_two_processes_on_one_run_train_it_once(tmp_path, tiny_data):
         assert proc.returncode == 0, err[-3000:]
         assert "FileNotFoundError" not in err, err[-3000:]
 
-    trained = [i for i, (out, _) in enumerate(outputs) if "[dcft] finished:" in out]
+    trained = [i for i, (out, _) in enumerate(outputs) if "finished: best" in out]
     assert len(trained) == 1, [out[-1500:] for out, _ in outputs]
     (winner,) = trained
     other_out = outputs[1 - winner][0]
@@ -132,9 +133,9 @@ def test_two_concurrent_sweeps_train_each_run_once(tmp_path, tiny_data):
         assert "Traceback" not in err, err[-3000:]
 
     stdout = "".join(out for out, _ in outputs)
-    assert stdout.count("[dcft] finished:") == 3, stdout[-3000:]
+    assert stdout.count("finished: best") == 3, stdout[-3000:]
     # The other sweep met each run held ("skipped") or done ("already finished").
-    passed_over = stdout.count("[dcft] skipped:") + stdout.count("[dcft] already finished")
+    passed_over = stdout.count("skipped: run is held") + stdout.count("already finished,")
     assert passed_over == 3, stdout[-3000:]
     paths = records(tmp_path / "results")
     assert sorted(json.loads(p.read_text())["identity"]["seed"] for p in paths) == [0, 1, 2]
@@ -166,9 +167,10 @@ def test_lock_of_a_dead_process_is_taken_over(tmp_path, tiny_data, caplog):
     assert not lock.exists()
 
 
-def test_lock_of_a_live_process_makes_the_run_skip(tmp_path, tiny_data, capsys, monkeypatch):
+def test_lock_of_a_live_process_makes_the_run_skip(tmp_path, tiny_data, caplog, monkeypatch):
     """Fault: a second launch while the run is held by a live process. It is skipped at once,
     naming the holder's host and pid; the holder's lock is left as it was."""
+    caplog.set_level(logging.INFO, logger="dcft")
     argv = overrides(tmp_path, tiny_data)
     record_path = record_path_of(argv)
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
@@ -177,7 +179,7 @@ def test_lock_of_a_live_process_makes_the_run_skip(tmp_path, tiny_data, capsys, 
         before = lock.read_bytes()
         never_trains(monkeypatch)
         assert run(compose_config(argv)) is None
-        out = capsys.readouterr().out
+        out = caplog.text
         assert "skipped: run is held by another process" in out
         assert f"host {HOST}, pid {holder.pid}" in out
         assert lock.read_bytes() == before
@@ -297,7 +299,7 @@ def test_nan_on_rank_1_writes_one_failed_record(tmp_path, tiny_data):
     reason = record["failure_reason"]
     assert "training loss is not finite on rank(s) [1]" in reason, reason
     assert "at optimiser step 2" in reason, reason
-    assert f"FAILED: {reason}" in out, out[-3000:]
+    assert f"failed: {reason}" in out, out[-3000:]
     assert "Connection closed" not in err, err[-3000:]
 
 
@@ -381,11 +383,12 @@ DAMAGES = {
 
 
 @pytest.mark.parametrize("kind", sorted(DAMAGES))
-def test_damaged_checkpoint_is_passed_over(tmp_path, tiny_data, killed_runs, capsys, kind):
+def test_damaged_checkpoint_is_passed_over(tmp_path, tiny_data, killed_runs, caplog, kind):
     """Fault: the newest checkpoint (checkpoint-6) damaged after the kill: a truncated weight
     (PEFT trainable.safetensors / full model.safetensors) or optimiser file, a flipped byte, an
     emptied trainer_state.json, a deleted rng_state.pth or manifest.json. The rerun names the
     folder and the damage, resumes from checkpoint-4 and finishes."""
+    caplog.set_level(logging.INFO, logger="dcft")
     method, hurt, reason = DAMAGES[kind]
     cfg = compose_config(overrides(tmp_path, tiny_data, f"method={method}", *KILLED_AT))
     checkpoints = Path(cfg.run_dir) / "checkpoints"
@@ -395,7 +398,7 @@ def test_damaged_checkpoint_is_passed_over(tmp_path, tiny_data, killed_runs, cap
     expected = reason(newest)
 
     record = run(cfg)
-    out = capsys.readouterr().out
+    out = caplog.text
     assert f"passing over checkpoint {newest}: {expected}" in out, out[-2000:]
     assert f"resuming from {checkpoints / 'checkpoint-4'}" in out
     assert record["status"] == "finished"
@@ -436,10 +439,11 @@ def test_unwritable_results_fail_before_training(tmp_path, tiny_data, monkeypatc
     assert not records(tmp_path)
 
 
-def test_failed_record_write_keeps_the_trained_state(tmp_path, tiny_data, monkeypatch, capsys):
+def test_failed_record_write_keeps_the_trained_state(tmp_path, tiny_data, monkeypatch, caplog):
     """Fault: the final record write fails (full disk, quota, lost mount) after training. The
     run folder keeps the finished record (record.json); the rerun writes it without training
     again."""
+    caplog.set_level(logging.INFO, logger="dcft")
     argv = overrides(tmp_path, tiny_data)
     cfg = compose_config(argv)
     record_path = record_path_of(argv)
@@ -460,13 +464,13 @@ def test_failed_record_write_keeps_the_trained_state(tmp_path, tiny_data, monkey
     assert not lock_path(record_path).exists()
     kept = json.loads(pending.read_text())
     assert kept["status"] == "finished"
-    capsys.readouterr()
+    caplog.clear()
 
     never_trains(monkeypatch)
     started = time.monotonic()
     record = run(compose_config(argv))
     assert time.monotonic() - started < 10
-    out = capsys.readouterr().out
+    out = caplog.text
     assert f"trained before, record not written then; writing it now: {record_path}" in out
     assert "finished:" not in out
     assert record == kept
@@ -562,10 +566,11 @@ def test_run_that_would_not_train_is_refused(tmp_path, tiny_data, monkeypatch, s
     assert not records(tmp_path)
 
 
-def test_failed_run_is_retried_only_when_asked(tmp_path, tiny_data, monkeypatch, capsys):
+def test_failed_run_is_retried_only_when_asked(tmp_path, tiny_data, monkeypatch, caplog):
     """Fault: a run whose loss became NaN. Its failed record stays: the next invocation does not
     train it again (it says why and how to retry); retry_failed=true trains it, and the finished
     record replaces the failed one at the same path."""
+    caplog.set_level(logging.INFO, logger="dcft")
     argv = overrides(tmp_path, tiny_data)
     with monkeypatch.context() as patch:
         nan_regularizer(patch)
@@ -574,14 +579,14 @@ def test_failed_run_is_retried_only_when_asked(tmp_path, tiny_data, monkeypatch,
     assert "training loss is not finite" in failed["failure_reason"]
     (path,) = records(tmp_path / "results")
     before = path.read_bytes()
-    capsys.readouterr()
+    caplog.clear()
 
     with monkeypatch.context() as patch:
         never_trains(patch)
         again = run(compose_config(argv))
     assert again == failed
     assert path.read_bytes() == before
-    out = capsys.readouterr().out
+    out = caplog.text
     assert "not retried (retry_failed=true retries it)" in out
     assert failed["failure_reason"] in out
 
@@ -611,11 +616,12 @@ def test_records_get_the_umask_permissions(tmp_path, tiny_data):
         os.umask(previous)
 
 
-def test_sigterm_saves_a_checkpoint_and_stops(tmp_path, tiny_data, capsys):
+def test_sigterm_saves_a_checkpoint_and_stops(tmp_path, tiny_data, caplog):
     """Fault: SIGTERM in the middle of training (a scheduler's preemption, `kill`). The run
     saves a sealed checkpoint at the step it reached, stops with exit code 128 + 15, and the
     rerun resumes from that step and finishes; its timing is the sum of the two segments (the
     signal-based variant of "resumed timing equals the sum of segments")."""
+    caplog.set_level(logging.INFO, logger="dcft")
     steps = 30
     argv = overrides(tmp_path, tiny_data, f"trainer.max_steps={steps}", "trainer.eval_steps=5")
     checkpoints = Path(compose_config(argv).run_dir) / "checkpoints"
@@ -638,7 +644,7 @@ def test_sigterm_saves_a_checkpoint_and_stops(tmp_path, tiny_data, capsys):
     assert not records(tmp_path / "results")
 
     record = run(compose_config(argv))
-    assert f"resuming from {saved}" in capsys.readouterr().out
+    assert f"resuming from {saved}" in caplog.text
     timing = record["timing"]
     assert record["status"] == "finished"
     assert timing["resumed_from_step"] == reached
