@@ -80,6 +80,13 @@ def test_committed_search_chose_the_configured_rates():
         assert set(data["files"]) == {"train"}, path  # no dev file was read
 
 
+def test_committed_search_records_render_to_the_committed_summary():
+    """results/study/lr_search.md is what today's code renders from the committed records."""
+    search = load_search(SEARCH_CONFIG)
+    committed = (REPO / "results" / "study" / "lr_search.md").read_text()
+    assert summary_markdown(search, choose(search)) == committed
+
+
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
 def test_majority_class_scores_match_a_direct_count():
     got = majority_scores(SHARED_DATA)
