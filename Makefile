@@ -70,8 +70,10 @@ $(addprefix reproduce-table,$(TABLES)): reproduce-table%: $(VENV)/.runtime
 
 reproduce-all: $(addprefix reproduce-table,$(TABLES))
 
+# The paper-scale tables from your own GPU records (results/runs/, not committed: rendered only
+# when it exists), then the committed CPU study from its committed records.
 report: $(VENV)/.runtime
-	$(PY) -m dcft.report
+	@if [ -d results/runs ]; then $(PY) -m dcft.report; else echo "no results/runs/: paper-scale tables skipped"; fi
 	$(PY) -m dcft.report --runs results/study/runs --out results/study/tables --tables $(STUDY_TABLES)
 	$(PY) -m dcft.report.study
 	$(PY) -m dcft.tools.lr_search --summarize

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 import dcft.run.runtime
+import dcft.train
 from dcft.data import load_task_data
 from dcft.data.errors import DataUnavailableError
 from dcft.run.fitting import training_arguments
@@ -250,3 +251,14 @@ def test_xxl_full_fine_tuning_recomputes_activations(tmp_path, tiny_data):
     overrides = ["task=sst2", "method=lora", "trainer.gradient_checkpointing=true", *FAST]
     record = run(compose_config([*overrides, *place(tmp_path, tiny_data)]))
     assert record["status"] == "finished" and record["run_settings"]["gradient_checkpointing"]
+
+
+def test_the_entry_point_returns_the_headline_score(tmp_path, tiny_data):
+    """`dcft.train.main` returns the run's reported dev score (what a Hydra sweeper such as
+    Optuna maximises); a finished run asked again returns the same score without training."""
+    cfg = compose_config(["task=rte", "method=lora", *FAST, *place(tmp_path, tiny_data)])
+    score = dcft.train.main.__wrapped__(cfg)
+    (path,) = records(tmp_path / "results")
+    best = json.loads(path.read_text())["best"]["metrics"]["validation"]["accuracy"]
+    assert score == best
+    assert dcft.train.main.__wrapped__(cfg) == best

@@ -8,6 +8,7 @@ training time, and the paired differences the paper's claims rest on.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from statistics import fmean, stdev
 import numpy as np
 from scipy import stats as scipy_stats
 
-from dcft.data import get_task, load_raw_splits
+from dcft.data import DataUnavailableError, get_task, load_raw_splits
 from dcft.data.metrics import glue_metrics
 from dcft.report.runs import SELECTS, Run, load_runs
 
@@ -50,6 +51,10 @@ def score(run: Run) -> float | None:
     return None if value is None else 100 * value
 
 
+# The majority-class scores of the dev sets, committed so that the report renders without data.
+MAJORITY_FILE = Path("results/study/majority.json")
+
+
 def majority_scores(data_dir: str | Path | None, tasks: Sequence[str] = TASKS) -> dict[str, float]:
     """The headline metric of always predicting the dev set's most frequent label (STS-B:
     always predicting the mean score, whose correlation is undefined and counted as 0)."""
@@ -70,21 +75,47 @@ def majority_scores(data_dir: str | Path | None, tasks: Sequence[str] = TASKS) -
     return out
 
 
+def study_majority(data_dir: str | Path | None, path: Path = MAJORITY_FILE) -> dict[str, float]:
+    """Counted from the dev sets when they are at hand (and saved to ``path``), else read from
+    ``path``: the committed study renders on a machine without the data."""
+    try:
+        majority = majority_scores(data_dir)
+    except DataUnavailableError:
+        if not path.is_file():
+            raise
+        return json.loads(path.read_text())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(majority, indent=2) + "\n")
+    return majority
+
+
 @dataclass(frozen=True)
 class CellStat:
+    """Mean and std over a cell's seeds; NaN seeds (a collapsed correlation) are counted apart,
+    never averaged."""
+
     mean: float
     std: float
     n: int
+    nan: int = 0
 
     @classmethod
     def of(cls, values: Sequence[float]) -> CellStat | None:
-        if not values:
-            return None
-        return cls(fmean(values), stdev(values) if len(values) > 1 else math.nan, len(values))
+        finite = [v for v in values if math.isfinite(v)]
+        nan = len(values) - len(finite)
+        if not finite:
+            return cls(math.nan, math.nan, 0, nan) if nan else None
+        spread = stdev(finite) if len(finite) > 1 else math.nan
+        return cls(fmean(finite), spread, len(finite), nan)
 
     def text(self) -> str:
+        if self.n == 0:
+            return "NaN"
         spread = f" ± {self.std:.2f}" if self.n > 1 else ""
         return f"{self.mean:.2f}{spread}"
+
+    def seeds(self) -> str:
+        return f"n={self.n}" + (f", {self.nan} NaN" if self.nan else "")
 
 
 def paired_difference(a: Sequence[Run], b: Sequence[Run]) -> tuple[float, float, float, int]:
@@ -95,6 +126,7 @@ def paired_difference(a: Sequence[Run], b: Sequence[Run]) -> tuple[float, float,
         for r in a
         if by_key.get((r.task, r.seed)) is not None and score(r) is not None
     ]
+    diffs = [d for d in diffs if math.isfinite(d)]
     if len(diffs) < 2:
         return math.nan, math.nan, math.nan, len(diffs)
     mean = fmean(diffs)
@@ -111,7 +143,8 @@ def render(runs: Sequence[Run], majority: dict[str, float], select: str) -> str:
         f"Scores x100 ({select} evaluation of each run; mean ± std over seeds, n seeds), "
         "params = adapter tensors without the head, train time = mean wall time per run "
         "(training + evaluations) on this 2-core CPU. "
-        "* = not above the majority class by more than twice its seed std.",
+        "* = not above the majority class by more than twice its seed std (or fewer than 2 "
+        "finite seeds); NaN = a constant prediction, whose correlation is undefined.",
         "",
         "| " + " | ".join(header) + " |",
         "|---|" + "---:|" * (len(header) - 1),
@@ -129,8 +162,8 @@ def render(runs: Sequence[Run], majority: dict[str, float], select: str) -> str:
             if stat is None:
                 cells.append("—")
                 continue
-            weak = stat.n > 1 and stat.mean - majority[task] <= 2 * stat.std
-            cells.append(f"{stat.text()} (n={stat.n}){' *' if weak else ''}")
+            weak = stat.n < 2 or stat.mean - majority[task] <= 2 * stat.std
+            cells.append(f"{stat.text()} ({stat.seeds()}){' *' if weak else ''}")
         params = sorted({r.params for r in group if r.params is not None})
         hours = [r.hours for r in group if r.hours is not None]
         time_text = f"{3600 * fmean(hours):.0f} s" if hours else "—"
@@ -156,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", default="results/study")
     parser.add_argument("--data", default=None, help="data folder (default: DCFT_DATA_DIR)")
     args = parser.parse_args(argv)
-    majority = majority_scores(args.data)
+    majority = study_majority(args.data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for select in SELECTS:
