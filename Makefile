@@ -87,7 +87,7 @@ study-lr-search: $(VENV)/.runtime
 	$(PY) -m dcft.tools.lr_search
 
 bench: $(VENV)/.runtime
-	$(PY) scripts/bench.py
+	$(PY) -m dcft.tools.bench
 
 wandb-sync: $(VENV)/.runtime
 	$(PY) -m dcft.tools.wandb_sync sync --outputs $(or $(OUTPUTS),outputs)

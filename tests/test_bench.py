@@ -1,28 +1,15 @@
-"""Smoke test of scripts/bench.py on tiny settings (no timing assertions)."""
+"""Smoke test of ``python -m dcft.tools.bench`` on tiny settings (no timing assertions)."""
 
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 
-import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
-
-
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+from dcft.tools import bench
+from dcft.tools.bench_cases import KERNELS, STEP_METHODS
 
 
-def test_quick_bench_writes_report(bench, tmp_path: Path) -> None:
+def test_quick_bench_writes_report(tmp_path: Path) -> None:
     report = bench.main(
         [
             "--quick",
@@ -41,21 +28,22 @@ def test_quick_bench_writes_report(bench, tmp_path: Path) -> None:
     for heading in ("## TARGETS", "## Per adapted layer", "## Whole-model training step"):
         assert heading in text
     assert text.count("**MET**") + text.count("**NOT MET**") == 5
-    for label in bench.STEP_METHODS:
+    for label in STEP_METHODS:
         assert f"| {label} |" in text
     rows = list(csv.DictReader((tmp_path / "cpu-quick.csv").open()))
     sections = {r["section"] for r in rows}
     assert sections == {"layer", "step", "file", "target"}
     layer_configs = {r["config"] for r in rows if r["section"] == "layer"}
     # frozen, LoRA, DCFT fast and reference per d, LoRA and DCFT d=8 unfused
-    assert len(layer_configs) == 2 + 2 * len(bench.KERNELS) + 2
+    assert len(layer_configs) == 2 + 2 * len(KERNELS) + 2
     assert all(float(r["median"]) > 0 for r in rows if r["metric"] in ("seconds", "peak_bytes"))
 
 
-def test_cli_defaults_follow_the_device(bench) -> None:
+def test_cli_defaults_follow_the_device() -> None:
     cpu = bench.parse_args(["--device", "cpu"])
     assert cpu.layer_tokens == (32, 128) and cpu.step_batch == (8, 128)
     assert cpu.models == ("deberta-v3-base", "minilm")
+    assert cpu.out_dir == Path(__file__).resolve().parents[1] / "results" / "bench"
     cuda = bench.parse_args(["--device", "cuda", "--repeats", "4", "--batch", "16"])
     assert cuda.step_batch == (16, 128) and cuda.layer_repeats == cuda.step_repeats == 4
     assert "max_memory_allocated" in cuda.memory_method

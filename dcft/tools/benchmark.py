@@ -1,4 +1,4 @@
-"""Timing and memory helpers for ``scripts/bench.py``.
+"""Timing and memory helpers for ``dcft.tools.bench``.
 
 Timing: the calls (warmed up by the caller) are repeated round-robin (the order rotates each
 round), so that a slow phase of a shared machine hits every configuration alike; the device is

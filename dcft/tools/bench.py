@@ -1,0 +1,137 @@
+"""Speed, memory and adapter-size benchmark of DCFT against its baselines, in one process.
+
+Per adapted layer (DeBERTaV3-base shapes): forward + backward of the frozen Linear (input requires
+grad, as inside a network), LoRA r=1, DCFT fast and DCFT reference for d in 2, 4, 8, and LoRA r=1
+and DCFT fast d=8 unfused (``base(x) + update(x)`` as separate ops, what the fusion saves). Whole-model
+training step (DeBERTaV3-base shape with random weights, and the pretrained MiniLM): frozen floor
+(head only; input gradients flow to the first layer), LoRA r=1, DCFT d=8 fast and reference,
+BitFit, full FT. Adapter file sizes via ``save_adapter``. Writes results/bench/<device>.{md,csv}
+with a TARGETS section.
+
+    python -m dcft.tools.bench              # CPU here, CUDA where present (~3 min on 2 cores)
+    python -m dcft.tools.bench --quick --out-dir /tmp/bench   # tiny shapes, seconds (smoke test)
+
+The cases and their measurement are in ``bench_cases``, the targets and the files in
+``bench_report``, the timing and memory primitives in ``benchmark``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault(
+    "KINETO_LOG_LEVEL", "5"
+)  # before torch: silence the profiler's start/stop lines
+
+import argparse
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from dcft.tools.bench_cases import (
+    LAYER_CONFIGS,
+    STEP_METHODS,
+    Settings,
+    adapter_file_sizes,
+    bench_layers,
+    bench_model,
+)
+from dcft.tools.bench_report import targets, write_report
+from dcft.tools.benchmark import machine_info
+
+# The checkout (dcft/tools/bench.py -> parents[2]), so that the default folder does not depend on
+# the working directory.
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def parse_args(argv: list[str] | None = None) -> Settings:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
+    parser.add_argument("--quick", action="store_true", help="tiny shapes and models (smoke test)")
+    parser.add_argument("--repeats", type=int, help="timed repeats per configuration")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        help="untimed warm-up calls per configuration, the last one under the memory profiler "
+        "(at least 1 per layer, 2 per step)",
+    )
+    parser.add_argument("--batch", type=int, help="whole-model batch size")
+    parser.add_argument("--seq", type=int, help="whole-model sequence length")
+    parser.add_argument("--out-dir", type=Path, default=ROOT / "results" / "bench")
+    args = parser.parse_args(argv)
+    device_name = args.device
+    if device_name == "auto":
+        device_name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device_name)
+    cuda = device.type == "cuda"
+    if args.quick:
+        settings = dict(
+            layer_config="tiny-deberta",
+            layer_tokens=(4, 64),
+            models=("tiny-deberta",),
+            step_batch=(4, 32),
+            layer_repeats=2,
+            step_repeats=2,
+            layer_warmup=1,
+            step_warmup=2,
+        )
+    else:
+        settings = dict(
+            layer_config="deberta-v3-base",
+            layer_tokens=(32, 128),
+            models=("deberta-v3-base", "minilm"),
+            step_batch=(32, 128) if cuda else (8, 128),
+            layer_repeats=10 if cuda else 5,
+            step_repeats=10 if cuda else 3,
+            layer_warmup=3 if cuda else 1,
+            step_warmup=3 if cuda else 2,
+        )
+    if args.repeats is not None:
+        settings["layer_repeats"] = settings["step_repeats"] = args.repeats
+    if args.warmup is not None:
+        settings["layer_warmup"] = max(1, args.warmup)
+        settings["step_warmup"] = max(2, args.warmup)
+    batch, seq = settings["step_batch"]
+    settings["step_batch"] = (args.batch or batch, args.seq or seq)
+    return Settings(device=device, quick=args.quick, out_dir=args.out_dir, **settings)
+
+
+@contextmanager
+def progress(s: Settings) -> Iterator[tqdm]:
+    """One bar over every call: layer cases (3 shapes), model steps, adapter files."""
+    n_layer = 3 * LAYER_CONFIGS
+    n_step = len(STEP_METHODS)
+    total = n_layer * (s.layer_warmup + s.layer_repeats)
+    total += sum(n_step * (s.step_warmup + s.repeats_for(m)) for m in s.models) + n_step
+    with tqdm(total=total, unit="call", dynamic_ncols=True) as bar:
+        yield bar
+
+
+def run(s: Settings) -> Path:
+    """Measure everything ``s`` asks for and write the report; return the ``.md`` path."""
+    start, machine = time.perf_counter(), machine_info(s.device)
+    with progress(s) as bar:
+        layers = bench_layers(s, bar)
+        steps, files = [], []
+        for name in s.models:
+            rows, cases = bench_model(s, name, bar)
+            steps += rows
+            if name == s.models[0]:
+                files = adapter_file_sizes(cases, bar)
+            del cases
+    goals = targets(s, layers, steps, files)
+    return write_report(s, machine, layers, steps, files, goals, time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    report = run(parse_args(argv))
+    print(f"wrote {report}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,267 @@
+"""What ``dcft.tools.bench`` measures, and measuring it: the settings, the per-layer and
+whole-model cases (warm-up, memory, then interleaved timing), and the adapter file sizes."""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+from tqdm import tqdm
+
+from dcft.methods import (
+    adapter_state,
+    applied_method,
+    apply_method,
+    count_parameters,
+    head_parameter_names,
+    regularizer,
+    save_adapter,
+)
+from dcft.methods.dcft import DcftLinear
+from dcft.methods.lora import LoraLinear
+from dcft.run.models import build_model, repo_config
+from dcft.tools.benchmark import live_bytes, peak_bytes_during, time_interleaved
+
+KERNELS = (2, 4, 8)
+# Per shape: frozen Linear, LoRA r=1, DCFT fast and reference per d, LoRA and DCFT d=8 unfused.
+LAYER_CONFIGS = 2 + 2 * len(KERNELS) + 2
+FLOOR, LORA, DCFT_FAST, DCFT_REF = "frozen floor", "LoRA r=1", "DCFT d=8 fast", "DCFT d=8 reference"
+# label -> (method name, options); None is the frozen floor (only the head trains).
+STEP_METHODS: dict[str, tuple[str, dict] | None] = {
+    FLOOR: None,
+    LORA: ("lora", {"r": 1}),
+    DCFT_FAST: ("dcft", {"kernel": 8, "impl": "fast"}),
+    DCFT_REF: ("dcft", {"kernel": 8, "impl": "reference"}),
+    "BitFit": ("bitfit", {}),
+    "full FT": ("full", {}),
+}
+
+
+@dataclass
+class Settings:
+    device: torch.device
+    quick: bool
+    layer_config: str  # repo config whose (hidden, intermediate) give the layer shapes
+    layer_tokens: tuple[int, int]  # (batch, sequence) of the per-layer input
+    models: tuple[str, ...]  # repo config names, or "minilm"
+    step_batch: tuple[int, int]  # (batch, sequence) of the whole-model step
+    layer_repeats: int
+    step_repeats: int
+    layer_warmup: int
+    step_warmup: int
+    out_dir: Path
+    memory_method: str = field(init=False)
+
+    def repeats_for(self, model: str) -> int:
+        """Timed steps for ``model``: MiniLM steps are ~8x cheaper, so it gets 3x the repeats."""
+        return self.step_repeats * (3 if model == "minilm" else 1)
+
+    def __post_init__(self) -> None:
+        self.memory_method = (
+            "torch.cuda.max_memory_allocated during the step minus memory_allocated at its start"
+            if self.device.type == "cuda"
+            else "peak of the CPU allocator's running total of tensor bytes during the step "
+            "(torch.profiler, profile_memory=True; allocation events of the event tree)"
+        ) + (
+            ", plus the bytes alive at its start (all parameters, AdamW state, the batch; "
+            "gradients are freed at the end of each step)"
+        )
+
+
+# ----------------------------------------------------------------------------- per layer
+
+
+@dataclass
+class LayerCase:
+    shape: tuple[int, int]
+    label: str
+    layer: nn.Module
+    x: torch.Tensor
+    grad: torch.Tensor
+
+    def reset(self) -> None:
+        self.x.grad = None
+        for p in self.layer.parameters():
+            p.grad = None
+
+    def run(self) -> None:
+        self.layer(self.x).backward(self.grad)
+
+    def call(self) -> None:
+        self.reset()
+        self.run()
+
+
+def layer_cases(s: Settings) -> list[LayerCase]:
+    config = repo_config(s.layer_config)
+    hidden, inner = config.hidden_size, config.intermediate_size
+    cases = []
+    for n_in, n_out in ((hidden, hidden), (hidden, inner), (inner, hidden)):
+        torch.manual_seed(0)
+        base = nn.Linear(n_in, n_out, device=s.device).requires_grad_(False)
+        x = torch.randn(*s.layer_tokens, n_in, device=s.device, requires_grad=True)
+        grad = torch.randn(*s.layer_tokens, n_out, device=s.device)
+        layers: dict[str, nn.Module] = {"frozen Linear": base, "LoRA r=1": LoraLinear(base, 1, 2.0)}
+        for impl in ("fast", "reference"):
+            for d in KERNELS:
+                layers[f"DCFT {impl} d={d}"] = DcftLinear(base, d, d, impl=impl)
+        unfused = {"LoRA r=1": LoraLinear(base, 1, 2.0), "DCFT fast d=8": DcftLinear(base, 8, 8)}
+        for label, layer in unfused.items():
+            layer.fuse = False
+            layers[f"{label} unfused"] = layer
+        cases += [LayerCase((n_in, n_out), label, m, x, grad) for label, m in layers.items()]
+    return cases
+
+
+def bench_layers(s: Settings, bar: tqdm) -> list[dict]:
+    """Warm-up calls per case, the last one under the memory profiler; then timed rounds."""
+    cases = layer_cases(s)
+    bar.set_description("per-layer warm-up + memory")
+    peaks = []
+    for case in cases:
+        for _ in range(s.layer_warmup - 1):
+            case.call()
+            bar.update()
+        case.reset()
+        peaks.append(peak_bytes_during(case.run, s.device))
+        bar.update()
+    bar.set_description("per-layer timing")
+    calls = {str(i): c.call for i, c in enumerate(cases)}
+    timings = time_interleaved(calls, s.device, s.layer_repeats, bar.update)
+    return [
+        {"shape": c.shape, "config": c.label, "time": timings[str(i)], "peak": peaks[i]}
+        for i, c in enumerate(cases)
+    ]
+
+
+# ----------------------------------------------------------------------------- whole model
+
+
+@dataclass
+class StepCase:
+    label: str
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    batch: dict[str, torch.Tensor]
+
+    def step(self) -> None:
+        loss = self.model(**self.batch).loss
+        reg = regularizer(self.model)
+        if reg is not None:
+            loss = loss + reg
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def state_bytes(self) -> int:
+        tensors = list(self.model.parameters()) + list(self.batch.values())
+        for state in self.optimizer.state.values():
+            tensors += [t for t in state.values() if isinstance(t, torch.Tensor)]
+        return live_bytes(tensors)
+
+
+def load_backbone(name: str, device: torch.device) -> nn.Module:
+    torch.manual_seed(0)
+    if name == "minilm":
+        return build_model("minilm", device=device)
+    return build_model("config", name, device=device)
+
+
+def prepare(model: nn.Module, method: tuple[str, dict] | None) -> nn.Module:
+    """Apply ``method`` (None: train only the head) and make the word-embedding output require
+    grad, so that input gradients flow down to the first layer under every method."""
+    if method is None:
+        head = head_parameter_names(model)
+        for name, param in model.named_parameters():
+            param.requires_grad_(name in head)
+    else:
+        apply_method(model, method[0], **method[1])
+
+    def require_grad(module: nn.Module, inputs: object, output: torch.Tensor) -> torch.Tensor:
+        return output if output.requires_grad else output.requires_grad_()
+
+    model.get_input_embeddings().register_forward_hook(require_grad)
+    return model.train()
+
+
+def step_cases(s: Settings, name: str) -> list[StepCase]:
+    backbone = load_backbone(name, s.device)
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 1000, s.step_batch, generator=generator).to(s.device)
+    batch = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "labels": torch.randint(0, 2, (s.step_batch[0],), generator=generator).to(s.device),
+    }
+    cases = []
+    for label, method in STEP_METHODS.items():
+        torch.manual_seed(0)
+        model = prepare(copy.deepcopy(backbone), method)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        cases.append(StepCase(label, model, torch.optim.AdamW(trainable, lr=1e-5), batch))
+    return cases
+
+
+def bench_model(s: Settings, name: str, bar: tqdm) -> tuple[list[dict], list[StepCase]]:
+    """Warm-up steps per method (the first creates the AdamW state), the last one under the
+    memory profiler; then timed rounds."""
+    bar.set_description(f"{name}: building")
+    cases = step_cases(s, name)
+    bar.set_description(f"{name}: warm-up + memory")
+    rows = []
+    for case in cases:
+        for _ in range(s.step_warmup - 1):
+            case.step()
+            bar.update()
+        during = peak_bytes_during(case.step, s.device)
+        bar.update()
+        state = case.state_bytes()
+        rows.append(
+            {
+                "model": name,
+                "config": case.label,
+                "params": count_parameters(case.model)["paper"],
+                "state": state,
+                "during": during,
+                "peak": state + during,
+            }
+        )
+    bar.set_description(f"{name}: step timing")
+    calls = {c.label: c.step for c in cases}
+    timings = time_interleaved(calls, s.device, s.repeats_for(name), bar.update)
+    for row in rows:
+        row["time"] = timings[row["config"]]
+    return rows, cases
+
+
+def adapter_file_sizes(cases: list[StepCase], bar: tqdm) -> list[dict]:
+    """Bytes of the safetensors file save_adapter writes (head included), and of the same
+    tensors without the task head (the paper's parameter counting)."""
+    bar.set_description("adapter files")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in cases:
+            model, path = case.model, Path(tmp) / "adapter.safetensors"
+            head = head_parameter_names(model)
+            if applied_method(model) is None:
+                state = {n: p for n, p in model.named_parameters() if n in head}
+                save_file({n: t.detach().cpu().contiguous() for n, t in state.items()}, str(path))
+            else:
+                save_adapter(model, path)
+                state = adapter_state(model)
+            with_head = path.stat().st_size
+            body = {n: t.detach().cpu().contiguous() for n, t in state.items() if n not in head}
+            without_head = 0
+            if body:
+                save_file(body, str(path))
+                without_head = path.stat().st_size
+            rows.append(
+                {"config": case.label, "with_head": with_head, "without_head": without_head}
+            )
+            bar.update()
+    return rows
