@@ -82,6 +82,7 @@ report: $(VENV)/.runtime
 study: $(VENV)/.runtime
 	$(foreach t,$(STUDY_TABLES),OMP_NUM_THREADS=1 $(PY) -m dcft.sweep table$(t) --scale mini \
 		--launcher joblib hydra.launcher.n_jobs=2 results_dir=results/study/runs logger=none &&) true
+	$(PY) -m dcft.tools.study_adapters
 
 study-lr-search: $(VENV)/.runtime
 	$(PY) -m dcft.tools.lr_search

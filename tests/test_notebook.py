@@ -15,6 +15,7 @@ from dcft.run.identity import RunIdentity, method_slug, resolved_options
 from dcft.run.models import build_model
 from dcft.run.records import make_record, write_json
 from dcft.run.runner import run
+from dcft.tools.study_adapters import copy_update
 from tests.conftest import SHARED_DATA, compose_config, place
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "delta_w.ipynb"
@@ -142,3 +143,31 @@ def test_notebook_runs_on_adapters_of_the_mini_sweeps(
     for name in ("DCFT d=2 s=2", "DCFT d=8 s=8", "DCFT d=8 s=4", "lora r=1"):
         assert name in text
     assert "Spectrum finding: " in text and "not computed" not in text
+
+
+def test_committed_notebook_shows_its_plots_on_the_committed_adapters() -> None:
+    """The notebook is committed executed (its figures visible without running it) on the
+    study's committed adapters: it lists exactly those files."""
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4
+    listed = outputs[0]["text"]
+    committed = sorted((NOTEBOOK.parents[1] / "results/study/adapters").rglob("*.safetensors"))
+    assert committed
+    assert f"Found {len(committed)} adapters" in listed
+    for path in committed:
+        assert f"{path.parent.name}/{path.name}" in listed
+
+
+def test_study_adapter_copies_keep_the_update_only(tmp_path: Path) -> None:
+    """The committed copies hold the update's tensors, method and options, not the head."""
+    model = build_model("config", "tiny-bert", task_kind="classification", num_labels=2)
+    dcft.apply_method(model, "dcft", kernel=8)
+    full = dcft.save_adapter(model, tmp_path / "adapter.safetensors")
+    copy = copy_update(full, tmp_path / "copy.safetensors")
+    original, slim = dcft.read_adapter(full), dcft.read_adapter(copy)
+    assert (slim.method, slim.options) == (original.method, original.options)
+    kept = {n for n in original.tensors if n.rsplit(".", 1)[-1].startswith("dcft_")}
+    assert set(slim.tensors) == kept and kept < set(original.tensors)
+    for name in kept:
+        assert torch.equal(slim.tensors[name], original.tensors[name])
