@@ -314,6 +314,14 @@ def test_mini_scale_and_figures(tmp_path: Path) -> None:
     assert TWIN_LABEL in md and "## deberta-v3-base (ours: minilm)" in md
     assert "| DCFT∆ (d=8) | paper |  | 0.024M | 71.07 |" in md  # the paper's numbers stay beside
     assert "70.00 ± 0.00 (n=2)" in md
+    # Another model and budget: no Δ line, no average, only the tasks run, time in minutes.
+    header = next(line for line in md.splitlines() if line.startswith("| Method"))
+    assert header == "| Method | Line | Setting | #Params | CoLA | SST-2 | MRPC | RTE | Runs |"
+    table_lines = [line for line in md.splitlines() if line.startswith("|")]
+    assert not any("| Δ |" in line or "Avg." in line for line in table_lines)
+    t4_md = (out / "table4.md").read_text()
+    assert "| ours min | dcft-k8-s8 |  | 0.9 ± 0.42 (n=2) |" in t4_md  # 0.01 h and 0.02 h
+    assert "paper h" not in t4_md
     t4 = pd.read_csv(out / "table4.csv")
     cola = t4[(t4.task == "cola") & (t4.method_slug == "dcft-k8-s8")].iloc[0]
     assert cola["hours_mean"] == pytest.approx(0.015) and cola["hours_paper"] == pytest.approx(0.54)

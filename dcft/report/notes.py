@@ -13,28 +13,39 @@ def notes(result: TableResult) -> list[str]:
     """The footnotes of one table: what the numbers are, the table's caveats, skipped records."""
     runset = result.runset
     out = []
-    if result.scale == "mini":
+    compared = result.scale != "mini"
+    if not compared:
         out.append(
             f"{TWIN_LABEL}. Records of model {TWIN_MODEL!r} stand in for {TWIN_STANDS_FOR}; the "
-            "paper's numbers are shown beside them for orientation only."
+            "paper's numbers are shown beside them for orientation only: no difference, no "
+            "average, only the tasks that were run."
         )
     out.append(
         f"ours: mean ± sample std (ddof=1) over seeds of each record's {runset.select!r} "
         "evaluation, n = seeds; GLUE scores x100, SQuAD as printed (0-100). "
-        "Δ = ours - paper in the paper's units; missing cells are shown as "
-        f"{MISSING} and never filled in."
+        + ("Δ = ours - paper in the paper's units; " if compared else "")
+        + f"missing cells are shown as {MISSING} and never filled in."
     )
     out.append(
-        "#Params: ours = the records' `parameters.paper` (adapter tensors, task head excluded); "
-        "Δ line = ours / paper, with the paper's DCFT counts read in binary units "
-        "(K = 1024, M = 1024^2; see results/params.md)."
+        "#Params: ours = the records' `parameters.paper` (adapter tensors, task head excluded)"
+        + (
+            "; Δ line = ours / paper, with the paper's DCFT counts read in binary units "
+            "(K = 1024, M = 1024^2; see results/params.md)."
+            if compared
+            else "."
+        )
     )
-    if result.spec.averaged:
+    if result.spec.timed and not compared:
+        out.append(
+            "ours min: minutes of `timing.train_wall_time_s` (Trainer.train, in-training "
+            "evaluation included), mean ± std over seeds."
+        )
+    if result.spec.averaged and compared:
         out.append(
             "Avg.: mean over the tasks, MNLI counted once as mean(m, mm) (the convention that "
             "reproduces the paper's averages); computed only when every cell is present."
         )
-    if result.spec.timed:
+    if result.spec.timed and compared:
         out.append(
             "ours h: hours of `timing.train_wall_time_s` (Trainer.train, in-training evaluation "
             "included), mean ± std over seeds; paper h: the printed training times."
