@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,19 @@ from .registry import Method, build_options, get_method
 from .targets import architecture_of
 
 ADAPTER_FORMAT = "dcft-adapter/1"
+
+
+def save_tensors(
+    tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
+) -> Path:
+    """``safetensors.torch.save_file``, then the umask's permissions: safetensors creates its
+    files 0600, which would hide adapters and checkpoints from the rest of a shared group."""
+    path = Path(path)
+    save_file(tensors, str(path), metadata=metadata)
+    mask = os.umask(0)
+    os.umask(mask)
+    path.chmod(0o666 & ~mask)
+    return path
 
 
 def applied_method(model: nn.Module) -> Method | None:
@@ -136,8 +150,7 @@ def save_adapter(model: nn.Module, path: str | Path) -> Path:
         "method": method.name,
         "options": json.dumps(method.options.to_dict()),
     }
-    save_file(tensors, str(path), metadata=metadata)
-    return path
+    return save_tensors(tensors, path, metadata)
 
 
 @dataclass(frozen=True)

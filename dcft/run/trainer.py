@@ -24,7 +24,7 @@ from typing import Any
 
 import datasets
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from transformers import (
     Trainer,
@@ -34,6 +34,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, speed_metrics
 
 from dcft.data.scorer import Scorer
 from dcft.methods import applied_method, merged, regularizer
+from dcft.methods.api import save_tensors
 from dcft.run.checkpoints import keep_newest, write_manifest
 
 AUXILIARY_STATE = "auxiliary_optimizer.pt"
@@ -110,7 +111,7 @@ class DcftTrainer(Trainer):
         folder = Path(output_dir or self.args.output_dir)
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {n: p.detach().cpu().contiguous() for n, p in self._trainable().items()}
-        save_file(tensors, folder / TRAINABLE_STATE)
+        save_tensors(tensors, folder / TRAINABLE_STATE)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None):
         path = Path(resume_from_checkpoint) / TRAINABLE_STATE

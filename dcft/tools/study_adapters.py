@@ -18,10 +18,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from safetensors.torch import save_file
-
 from dcft.methods import read_adapter
-from dcft.methods.api import ADAPTER_FORMAT
+from dcft.methods.api import ADAPTER_FORMAT, save_tensors
 from dcft.run.records import CorruptRecordError, read_record
 
 METHODS = ("dcft", "lora", "lorafa")
@@ -66,8 +64,7 @@ def copy_update(source: Path, target: Path) -> Path:
         "method": saved.method,
         "options": json.dumps(saved.options),
     }
-    save_file(tensors, str(target), metadata=metadata)
-    return target
+    return save_tensors(tensors, target, metadata)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

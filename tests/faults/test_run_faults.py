@@ -28,6 +28,7 @@ import dcft.run.run_lock
 import dcft.run.runner
 import dcft.run.trainer
 import dcft.train
+from dcft.methods.api import save_tensors
 from dcft.run.checkpoints import MANIFEST, damage
 from dcft.run.identity import RunIdentity
 from dcft.run.records import ForeignRecordError, lock_path, make_record, read_record, write_json
@@ -601,17 +602,21 @@ def test_failed_run_is_retried_only_when_asked(tmp_path, tiny_data, monkeypatch,
 
 
 def test_records_get_the_umask_permissions(tmp_path, tiny_data):
-    """Fault: records written 0600 (mkstemp's mode) are hidden from the rest of a shared group.
-    They get the umask's permissions: 0644 under umask 022, 0660 under 007."""
+    """Fault: records written 0600 (mkstemp's mode) and adapters written 0600 (safetensors'
+    mode) are hidden from the rest of a shared group. They get the umask's permissions: 0644
+    under umask 022, 0660 under 007."""
     previous = os.umask(0o022)
     try:
         record = run(compose_config(overrides(tmp_path, tiny_data)))
         (path,) = records(tmp_path / "results")
         assert path.stat().st_mode & 0o777 == 0o644
         assert Path(record["predictions_path"]).stat().st_mode & 0o777 == 0o644
+        assert Path(record["adapter"]["path"]).stat().st_mode & 0o777 == 0o644
         os.umask(0o007)
         other = write_json(tmp_path / "group.json", {"status": "finished"})
         assert other.stat().st_mode & 0o777 == 0o660
+        tensors = save_tensors({"t": torch.zeros(2)}, tmp_path / "group.safetensors")
+        assert tensors.stat().st_mode & 0o777 == 0o660
     finally:
         os.umask(previous)
 
