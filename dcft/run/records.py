@@ -166,6 +166,15 @@ def summarize(
     return dict(best), dict(evaluations[-1])
 
 
+def main_score(record: Mapping[str, Any], which: str = "best") -> float | None:
+    """The task's headline metric in the record's ``which`` evaluation (``best`` or ``last``),
+    as recorded; None when the record has no such evaluation."""
+    evaluation, main = record.get(which), record.get("main_metric")
+    if not evaluation or not main:
+        return None
+    return evaluation["metrics"].get(main["split"], {}).get(main["name"])
+
+
 def git_sha(directory: Path | None = None) -> str | None:
     directory = directory or Path(__file__).resolve().parent
     try:

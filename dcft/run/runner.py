@@ -29,6 +29,7 @@ from dcft.run.models import build_model, load_tokenizer
 from dcft.run.records import (
     ensure_writable,
     lock_path,
+    main_score,
     make_record,
     read_record,
     remove_orphan_temporaries,
@@ -245,7 +246,8 @@ def _train(
             run_dir=str(run_dir),
         )
         tracker.log_record(record)
-    score = best["metrics"][metric_split][metric] if best else float("nan")
+    score = main_score(record)
+    score = float("nan") if score is None else score
     log.info(f"finished: best {metric_split} {metric} {score:.4f}")
     return _publish(record, record_path, checkpoints)
 
@@ -266,10 +268,7 @@ def _publish(record: dict[str, Any], record_path: Path, checkpoints: Path) -> di
 
 def headline_score(record: dict[str, Any] | None) -> float | None:
     """The record's reported (best) score on its main metric, None when nothing was scored."""
-    if not record or not record.get("best") or not record.get("main_metric"):
-        return None
-    main = record["main_metric"]
-    score = record["best"]["metrics"].get(main["split"], {}).get(main["name"])
+    score = main_score(record) if record else None
     return float(score) if isinstance(score, (int, float)) and math.isfinite(score) else None
 
 

@@ -30,7 +30,7 @@ from transformers.integrations import WandbCallback
 from dcft.data import get_task
 from dcft.run.distributed import is_main_process
 from dcft.run.identity import RunIdentity
-from dcft.run.records import package_versions
+from dcft.run.records import main_score, package_versions
 
 MODES = ("auto", "online", "offline", "disabled")
 LOGGERS = ("wandb", "none")
@@ -106,7 +106,7 @@ def _evaluation(which: str, record: Mapping[str, Any]) -> dict[str, Any]:
     out = {f"{which}/step": evaluation["step"], f"{which}/metrics": evaluation["metrics"]}
     main = record.get("main_metric")
     if main:
-        value = evaluation["metrics"].get(main["split"], {}).get(main["name"])
+        value = main_score(record, which)
         factor = 1.0 if get_task(record["identity"]["task"]).kind == "squad" else 100.0
         out[f"{which}/main"] = None if value is None else value * factor
         out[f"{which}/{main['name']}"] = value
