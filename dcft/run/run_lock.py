@@ -93,12 +93,17 @@ def _is_stale(path: Path, owner: Owner, stale_after_s: float) -> bool:
 
 
 def _create(path: Path, owner: Owner) -> bool:
+    """Create the lock with its owner already in it: the owner is written to a private file
+    first, then linked to the lock's name (exclusive and atomic, like O_EXCL), so that no other
+    process ever reads an empty lock."""
+    draft = path.with_name(f"{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    draft.write_text(json.dumps(owner.__dict__))
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        os.link(draft, path)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w") as handle:
-        json.dump(owner.__dict__, handle)
+    finally:
+        draft.unlink(missing_ok=True)
     return True
 
 
