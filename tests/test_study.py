@@ -117,3 +117,5 @@ def test_paired_difference_is_a_t_interval_over_matching_pairs():
     assert n == 3 and mean == pytest.approx(diffs.mean())
     assert (low, high) == pytest.approx((diffs.mean() - half, diffs.mean() + half))
     assert score(a[0]) == pytest.approx(80.0)
+    assert paired_difference(a, b, tasks=["rte"])[3] == 0  # rte has no partner in b
+    assert paired_difference(a, b, tasks=["sst2"]) == (mean, low, high, n)

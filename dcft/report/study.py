@@ -118,13 +118,18 @@ class CellStat:
         return f"n={self.n}" + (f", {self.nan} NaN" if self.nan else "")
 
 
-def paired_difference(a: Sequence[Run], b: Sequence[Run]) -> tuple[float, float, float, int]:
-    """Mean of A - B over the (task, seed) pairs both have, with a 95% t-interval."""
+def paired_difference(
+    a: Sequence[Run], b: Sequence[Run], tasks: Sequence[str] | None = None
+) -> tuple[float, float, float, int]:
+    """Mean of A - B over the (task, seed) pairs both have (of ``tasks``, default all), with a
+    95% t-interval."""
     by_key = {(r.task, r.seed): score(r) for r in b}
     diffs = [
         score(r) - by_key[(r.task, r.seed)]
         for r in a
-        if by_key.get((r.task, r.seed)) is not None and score(r) is not None
+        if (tasks is None or r.task in tasks)
+        and by_key.get((r.task, r.seed)) is not None
+        and score(r) is not None
     ]
     diffs = [d for d in diffs if math.isfinite(d)]
     if len(diffs) < 2:
@@ -134,12 +139,24 @@ def paired_difference(a: Sequence[Run], b: Sequence[Run]) -> tuple[float, float,
     return mean, mean - half, mean + half, len(diffs)
 
 
+def cell_stat(runs: Sequence[Run], task: str) -> CellStat | None:
+    return CellStat.of([s for r in runs if r.task == task and (s := score(r)) is not None])
+
+
+def learns(stat: CellStat | None, majority: float) -> bool:
+    """Above the majority class by more than twice the seed std, on at least 2 finite seeds."""
+    return stat is not None and stat.n >= 2 and stat.mean - majority > 2 * stat.std
+
+
 def render(runs: Sequence[Run], majority: dict[str, float], select: str) -> str:
+    """The study's summary as Markdown (results/study/study-{select}.md)."""
     by_slug: dict[str, list[Run]] = {}
     for run in runs:
         by_slug.setdefault(run.slug, []).append(run)
     header = ["method", *(get_task(t).label for t in TASKS), "params (paper)", "train time"]
     lines = [
+        "# CPU study: MiniLM-L6 on GLUE",
+        "",
         f"Scores x100 ({select} evaluation of each run; mean ± std over seeds, n seeds), "
         "params = adapter tensors without the head, train time = mean wall time per run "
         "(training + evaluations) on this 2-core CPU. "
@@ -158,12 +175,12 @@ def render(runs: Sequence[Run], majority: dict[str, float], select: str) -> str:
             continue
         cells = []
         for task in TASKS:
-            stat = CellStat.of([s for r in group if r.task == task and (s := score(r)) is not None])
+            stat = cell_stat(group, task)
             if stat is None:
                 cells.append("—")
                 continue
-            weak = stat.n < 2 or stat.mean - majority[task] <= 2 * stat.std
-            cells.append(f"{stat.text()} ({stat.seeds()}){' *' if weak else ''}")
+            mark = "" if learns(stat, majority[task]) else " *"
+            cells.append(f"{stat.text()} ({stat.seeds()}){mark}")
         params = sorted({r.params for r in group if r.params is not None})
         hours = [r.hours for r in group if r.hours is not None]
         time_text = f"{3600 * fmean(hours):.0f} s" if hours else "—"
@@ -172,14 +189,32 @@ def render(runs: Sequence[Run], majority: dict[str, float], select: str) -> str:
             + " | ".join(cells)
             + f" | {params[0] if params else 0:,} | {time_text} |"
         )
-    lines += ["", "Paired differences over tasks x seeds (A - B, x100, 95% t-interval):", ""]
-    lines += ["| A | B | mean difference | 95% interval | pairs |", "|---|---|---:|---|---:|"]
+    lines += [
+        "",
+        "Paired differences over tasks x seeds (A - B, x100, 95% t-interval), over every task and "
+        "over the tasks where both A and B beat the majority class (no * in either cell):",
+        "",
+        "| A | B | tasks | mean difference | 95% interval | pairs |",
+        "|---|---|---|---:|---|---:|",
+    ]
     labels = dict(ROWS)
     for a, b in PAIRS:
-        mean, low, high, n = paired_difference(by_slug.get(a, []), by_slug.get(b, []))
-        lines.append(
-            f"| {labels[a]} | {labels[b]} | {mean:+.2f} | [{low:+.2f}, {high:+.2f}] | {n} |"
-        )
+        runs_a, runs_b = by_slug.get(a, []), by_slug.get(b, [])
+        learned = [
+            t
+            for t in TASKS
+            if learns(cell_stat(runs_a, t), majority[t])
+            and learns(cell_stat(runs_b, t), majority[t])
+        ]
+        for tasks, named in (
+            (None, "all"),
+            (learned, ", ".join(get_task(t).label for t in learned)),
+        ):
+            mean, low, high, n = paired_difference(runs_a, runs_b, tasks)
+            lines.append(
+                f"| {labels[a]} | {labels[b]} | {named or 'none'} | {mean:+.2f} "
+                f"| [{low:+.2f}, {high:+.2f}] | {n} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -195,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for select in SELECTS:
         runs = load_runs(args.runs, select).runs
         path = out / f"study-{select}.md"
-        path.write_text(f"# CPU study: MiniLM-L6 on GLUE\n\n{render(runs, majority, select)}")
+        path.write_text(render(runs, majority, select))
         print(f"wrote {path}")
 
 
