@@ -331,6 +331,27 @@ def test_mini_scale_and_figures(tmp_path: Path) -> None:
     assert not (out / "table2.md").exists()
 
 
+def test_mini_scale_shows_a_study_task_the_paper_has_no_column_for(tmp_path: Path) -> None:
+    """The study runs Table 5's strides on SST-2, which the paper's Table 5 does not report: the
+    column is there, with our runs and no paper number."""
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        for task, score in (("sst2", 0.8), ("stsb", 0.5)):
+            options = {"kernel": 8, "stride": 4, "impl": "reference"}
+            write_run(root, task, seed, score, options=options, model="minilm", hours=0.01)
+    result = build_table(5, load_runs(root), "mini")
+    md = to_markdown(result)
+    header = next(line for line in md.splitlines() if line.startswith("| Method"))
+    assert header == "| Method | Line | Setting | #Params | STS-B | SST-2 | Runs |"
+    assert f"| DCFT d=8, s=4 | paper |  | 44.9k | 90.73 | {MISSING} |" in md
+    assert (
+        "| ours | dcft-k8-s4-impl_reference | 25,344 | 50.00 ± 0.00 (n=2) | 80.00 ± 0.00 (n=2) |"
+        in md
+    )
+    sst2 = tidy(result).query("task == 'sst2'")
+    assert sst2["paper"].isna().all() and sst2["mean"].tolist() == pytest.approx([80.0])
+
+
 def test_unknown_choices_are_named() -> None:
     with pytest.raises(ValueError, match="valid: 1, 2, 3, 4, 5, 6"):
         build_table(7, load_runs("/nonexistent"))

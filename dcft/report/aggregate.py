@@ -153,6 +153,9 @@ def build_table(table: int, runset: RunSet, scale: str = "paper") -> TableResult
     conflicts: list[Conflict] = []
     for paper in paper_rows(table):
         model = model_for(paper.model, scale)
+        if scale == "mini":  # the study's tasks, also where the paper has no column for them
+            tasks = {r.task for r in [*runset.runs, *runset.failed] if paper.same_setting(r, model)}
+            paper = paper.with_tasks(sorted(tasks))
         matched = [r for r in runset.runs if paper.matches(r, model)]
         failed = [r for r in runset.failed if paper.matches(r, model)]
         keys = sorted(

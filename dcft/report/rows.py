@@ -9,12 +9,13 @@ lines: a table file and its CSV that disagree fail loudly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
-from dcft.data.tasks import TASKS
+from dcft.data.tasks import TASKS, get_task
 from dcft.methods import TARGET_NAMES, get_method
 from dcft.report.paper import load_paper_csv, parse_param_count
 from dcft.report.runs import Run
@@ -36,7 +37,7 @@ class Cell:
     task: str
     split: str
     metric: str
-    paper: float
+    paper: float | None  # None: a task the study ran that the paper's table has no number for
     label: str
 
     @property
@@ -75,9 +76,11 @@ class PaperRow:
 
     def matches(self, run: Run, model: str) -> bool:
         """Same model, method and (DCFT) kernel, stride and target set; task in this row."""
+        return run.task in {c.task for c in self.cells} and self.same_setting(run, model)
+
+    def same_setting(self, run: Run, model: str) -> bool:
+        """Same model, method and (DCFT) kernel, stride and target set, whatever the task."""
         if run.model != model or run.method != self.method:
-            return False
-        if run.task not in {c.task for c in self.cells}:
             return False
         if self.method != "dcft":
             return True
@@ -89,6 +92,15 @@ class PaperRow:
             and run.options.get("stride", run.options.get("kernel")) == stride
             and ours == targets
         )
+
+    def with_tasks(self, tasks: Sequence[str]) -> PaperRow:
+        """This row with a cell (no paper number) for each of ``tasks`` it lacks."""
+        have = {c.task for c in self.cells}
+        extra = []
+        for task in (t for t in tasks if t not in have):
+            split, label = _split_of(task, "")
+            extra.append(Cell(task, split, get_task(task).metric, None, label))
+        return replace(self, cells=(*self.cells, *extra)) if extra else self
 
     def params_paper(self) -> float | None:
         """The printed #Params as a count; DCFT's are printed in binary units (results/params.md)."""
