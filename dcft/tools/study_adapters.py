@@ -28,26 +28,33 @@ UPDATE_TENSORS = ("dcft_a", "dcft_b", "dcft_kernel", "lora_A", "lora_B")
 
 
 def study_adapters(runs: Path, task: str, seed: int, launched_in: Path) -> dict[str, Path]:
-    """Method slug -> adapter file of every finished DCFT/LoRA-family run of ``task``, ``seed``."""
-    found = {}
+    """Method slug -> adapter file of every finished DCFT/LoRA-family run of ``task``, ``seed``;
+    one per setting: a reference-path run (Table 5's d=8, s=8) that has a fast-path twin with the
+    same update is left out."""
+    chosen: dict[tuple[str, str], tuple[bool, str, Path | None]] = {}
     for path in sorted(runs.rglob("seed*.json")):
         try:
             record = read_record(path)
         except CorruptRecordError:
             continue
         identity = record["identity"]
-        adapter = (record.get("adapter") or {}).get("path")
-        adapter = launched_in / adapter if adapter else None
         if (
-            record["status"] == "finished"
-            and identity["task"] == task
-            and identity["seed"] == seed
-            and identity["method"] in METHODS
-            and adapter
-            and adapter.is_file()
+            record["status"] != "finished"
+            or identity["task"] != task
+            or identity["seed"] != seed
+            or identity["method"] not in METHODS
         ):
-            found[identity["method_slug"]] = adapter
-    return found
+            continue
+        adapter = (record.get("adapter") or {}).get("path")
+        options = {k: v for k, v in identity["options"].items() if k != "impl"}
+        setting = (identity["method"], json.dumps(options, sort_keys=True))
+        candidate = (
+            identity["options"].get("impl") == "reference",
+            identity["method_slug"],
+            launched_in / adapter if adapter else None,
+        )
+        chosen[setting] = min(chosen.get(setting, candidate), candidate, key=lambda c: c[:2])
+    return {slug: adapter for _, slug, adapter in chosen.values() if adapter and adapter.is_file()}
 
 
 def copy_update(source: Path, target: Path) -> Path:
