@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +13,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
+
+from dcft.files import new_file_mode
 
 from .layers import AdapterModule, LinearAdapter
 from .registry import Method, build_options, get_method
@@ -29,9 +30,7 @@ def save_tensors(
     files 0600, which would hide adapters and checkpoints from the rest of a shared group."""
     path = Path(path)
     save_file(tensors, str(path), metadata=metadata)
-    mask = os.umask(0)
-    os.umask(mask)
-    path.chmod(0o666 & ~mask)
+    path.chmod(new_file_mode())
     return path
 
 

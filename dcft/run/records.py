@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from dcft.files import new_file_mode
 from dcft.run.identity import RunIdentity
 
 SCHEMA = "dcft-run/1"
@@ -115,12 +116,6 @@ def remove_orphan_temporaries(folder: Path, older_than_s: float = 3600.0) -> Non
                 tmp.unlink()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_json(path: Path, record: Any) -> Path:
     """Write ``record`` (a run record, predictions) as JSON atomically: a temp file in the same
     folder, then ``os.replace``; an interrupted write leaves the previous file (or none). The
@@ -132,7 +127,7 @@ def write_json(path: Path, record: Any) -> Path:
     except OSError as err:
         raise OSError(f"cannot write {path}: {err.strerror or err}") from err
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(record, handle, indent=2, sort_keys=False, allow_nan=True)
             handle.write("\n")
