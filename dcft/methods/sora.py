@@ -23,12 +23,13 @@ Ranks whose gate is zero drop out of the update and out of the parameter count.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from dcft.optim import AuthorsAdamW
 
 from .lora import LoraLinear
 from .registry import LowRankMethod, MatrixOptions, register
@@ -77,9 +78,9 @@ THRESHOLDS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
 GATE_SCHEDULES = ("main", "constant")
 
 
-class SparseAdamW(torch.optim.Optimizer):
-    """Adam as transformers' AdamW computes it (bias correction folded into the step size, eps
-    added to ``sqrt(v)``), no weight decay, then ``THRESHOLDS[threshold]`` by ``xi``.
+class SparseAdamW(AuthorsAdamW):
+    """The authors' AdamW (``dcft.optim.AuthorsAdamW``: transformers' update, eps 1e-6) without
+    weight decay, then ``THRESHOLDS[threshold]`` by ``xi``.
 
     ``follow_schedule`` is read by the runner's ``AuxiliaryOptimizerCallback``: True scales the
     rate by the main schedule's multiplier every step."""
@@ -96,37 +97,20 @@ class SparseAdamW(torch.optim.Optimizer):
     ) -> None:
         if threshold not in THRESHOLDS:
             raise ValueError(f"unknown threshold {threshold!r}; valid: {', '.join(THRESHOLDS)}")
-        defaults = {
-            "lr": lr,
-            "xi": xi,
-            "threshold": threshold,
-            "follow_schedule": follow_schedule,
-            "betas": betas,
-            "eps": eps,
-        }
-        super().__init__(params, defaults)
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=0.0)
+        gate_settings = {"xi": xi, "threshold": threshold, "follow_schedule": follow_schedule}
+        self.defaults.update(gate_settings)
+        for group in self.param_groups:
+            group.update(gate_settings)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = closure() if closure is not None else None
+        loss = super().step(closure)
         for group in self.param_groups:
-            beta1, beta2 = group["betas"]
+            threshold = THRESHOLDS[group["threshold"]]
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state.update(
-                        step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p)
-                    )
-                state["step"] += 1
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                exp_avg.mul_(beta1).add_(p.grad, alpha=1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-                t = state["step"]
-                step_size = group["lr"] * math.sqrt(1 - beta2**t) / (1 - beta1**t)
-                p.add_(exp_avg / exp_avg_sq.sqrt().add_(group["eps"]), alpha=-step_size)
-                p.copy_(THRESHOLDS[group["threshold"]](p, group["xi"]))
+                if p.grad is not None:
+                    p.copy_(threshold(p, group["xi"]))
         return loss
 
 

@@ -184,6 +184,7 @@ def fit(
         scorer=scorer,
         merged_eval=bool(cfg.trainer.merged_eval),
         auxiliary_optimizer=auxiliary,
+        optimizer_name=str(cfg.trainer.optimizer),
         keep_checkpoints=cfg.trainer.save_total_limit,
     )
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

@@ -2,7 +2,8 @@
 
 - the loss gains the method's regulariser (``dcft.regularizer``); a NaN/inf training loss stops
   the run with ``NonFiniteLossError``;
-- AdamW is built here so that the method's auxiliary parameters (SoRA's gates) stay out of it;
+- the optimiser (``trainer.optimizer``: the authors' AdamW or torch's, ``dcft.optim``) is built
+  here so that the method's auxiliary parameters (SoRA's gates) stay out of it;
   their own optimiser steps right after every main step (``AuxiliaryOptimizerCallback``) and
   is saved in every checkpoint beside the main one;
 - checkpoints are sealed by a manifest and rotated only after that (``dcft.run.checkpoints``); a
@@ -35,6 +36,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, speed_metrics
 from dcft.data.scorer import Scorer
 from dcft.methods import applied_method, merged, regularizer
 from dcft.methods.api import save_tensors
+from dcft.optim import build_optimizer
 from dcft.run.checkpoints import keep_newest, write_manifest
 
 AUXILIARY_STATE = "auxiliary_optimizer.pt"
@@ -53,6 +55,7 @@ class DcftTrainer(Trainer):
         scorer: Scorer,
         merged_eval: bool = False,
         auxiliary_optimizer: torch.optim.Optimizer | None = None,
+        optimizer_name: str = "adamw_authors",
         keep_checkpoints: int = 1,
         **kwargs: Any,
     ):
@@ -61,13 +64,14 @@ class DcftTrainer(Trainer):
         self.scorer = scorer
         self.merged_eval = merged_eval
         self.auxiliary_optimizer = auxiliary_optimizer
+        self.optimizer_name = optimizer_name
         # Per-batch mean losses, divided by the accumulation steps by the Trainer: the regulariser
         # added in compute_loss is then scaled exactly like the task loss.
         self.model_accepts_loss_kwargs = False
 
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
-        """AdamW over the trainable parameters minus the method's auxiliary ones; weight decay on
-        everything but biases and LayerNorm tensors."""
+        """``trainer.optimizer`` over the trainable parameters minus the method's auxiliary ones;
+        weight decay on everything but biases and LayerNorm tensors."""
         if self.optimizer is None:
             model = self.model if model is None else model
             method = applied_method(model)
@@ -85,7 +89,8 @@ class DcftTrainer(Trainer):
                 },
                 {"params": [p for n, p in params if n not in decay], "weight_decay": 0.0},
             ]
-            self.optimizer = torch.optim.AdamW(
+            self.optimizer = build_optimizer(
+                self.optimizer_name,
                 [g for g in groups if g["params"]],
                 lr=self.args.learning_rate,
                 betas=(self.args.adam_beta1, self.args.adam_beta2),
