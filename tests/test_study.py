@@ -12,7 +12,14 @@ import pytest
 from scipy import stats
 
 from dcft.report.study import majority_scores, paired_difference, score
-from dcft.tools.lr_search import SEARCH_CONFIG, choose, load_search, overrides, summary_markdown
+from dcft.tools.lr_search import (
+    SEARCH_CONFIG,
+    choose,
+    grid_slugs,
+    load_search,
+    overrides,
+    summary_markdown,
+)
 from tests.conftest import SHARED_DATA, compose_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +51,7 @@ def _record(folder: Path, method: str, task: str, rate: float, value: float, see
 def test_the_rate_with_the_best_mean_over_tasks_is_chosen(tmp_path):
     search = {"tasks": ["sst2", "stsb"], "grid": {"lora": [1e-3, 3e-3]}, "seed": 0}
     search |= {"holdout_from_train": 0.15, "max_eval_samples": 500, "results_dir": str(tmp_path)}
+    search |= {"name": "lr_search", "rates_used_in": "dcft/conf/hparams/minilm/*.yaml"}
     _record(tmp_path, "lora", "sst2", 1e-3, 0.80)
     _record(tmp_path, "lora", "stsb", 1e-3, 0.60)  # mean 70
     _record(tmp_path, "lora", "sst2", 3e-3, 0.90)
@@ -56,11 +64,28 @@ def test_the_rate_with_the_best_mean_over_tasks_is_chosen(tmp_path):
     )
 
 
-def test_search_runs_never_see_the_dev_set():
-    search = load_search(SEARCH_CONFIG)
-    cfg = compose_config([o for o in overrides(search, "lora") if "," not in o])
-    assert cfg.data.holdout_from_train == search["holdout_from_train"] > 0
-    assert cfg.experiment == "mini-lr-search"
+@pytest.mark.parametrize(
+    ("name", "experiment", "optimizer"),
+    [
+        ("lr_search", "mini-lr-search", "adamw_torch"),
+        ("converge_lr_search", "converge-lr-search", "adamw_authors"),
+    ],
+)
+def test_search_runs_never_see_the_dev_set(name, experiment, optimizer):
+    search = load_search(SEARCH_CONFIG.with_name(f"{name}.yaml"))
+    for method in search["grid"]:
+        cfg = compose_config([o for o in overrides(search, method) if "," not in o])
+        assert cfg.data.holdout_from_train == search["holdout_from_train"] > 0
+        assert cfg.experiment == experiment
+        assert cfg.trainer.optimizer == optimizer
+
+
+def test_convergence_search_grid_names_the_slugs_of_its_runs():
+    search = load_search(SEARCH_CONFIG.with_name("converge_lr_search.yaml"))
+    slugs = grid_slugs(search)
+    assert slugs["dcft"] == "dcft-k8-s8"
+    assert slugs["dcft-init-lora"] == "dcft-k8-s8-init_lora"
+    assert slugs["lora"] == "lora-r1"
 
 
 @pytest.mark.skipif(not SEARCH_RUNS.is_dir(), reason="the study's search records are not here")

@@ -1,10 +1,12 @@
-"""The CPU study's learning-rate search: train every method x rate x task of
-``dcft/conf/study/lr_search.yaml`` through the runner on a held-out part of the training split, then
-pick each method's rate by its mean held-out score over the tasks.
+"""The CPU studies' learning-rate searches: train every method x rate x task of a search file
+(``dcft/conf/study/<search>.yaml``: ``lr_search`` for the short study, ``converge_lr_search`` for
+the convergence study) through the runner on a held-out part of the training split, then pick each
+method's rate by its mean held-out score over the tasks.
 
     python -m dcft.tools.lr_search              # train what is missing (finished runs are skipped)
     python -m dcft.tools.lr_search --dry-run    # list the runs
-    python -m dcft.tools.lr_search --summarize  # results/study/lr_search.md: every score, the choice
+    python -m dcft.tools.lr_search --summarize  # the search's summary: every score, the choice
+    python -m dcft.tools.lr_search --search converge_lr_search   # the convergence study's
 """
 
 from __future__ import annotations
@@ -26,19 +28,35 @@ from dcft.report.runs import load_runs
 from dcft.run.config import CONF_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
+SEARCHES = sorted(p.stem for p in (CONF_DIR / "study").glob("*.yaml"))
 SEARCH_CONFIG = CONF_DIR / "study" / "lr_search.yaml"
-SUMMARY = ROOT / "results" / "study" / "lr_search.md"
 
 
 def load_search(path: Path = SEARCH_CONFIG) -> dict[str, Any]:
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    search = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    return {"name": path.stem, **search}
+
+
+def grid_slugs(search: Mapping[str, Any]) -> dict[str, str]:
+    """Each grid entry (a method config, e.g. ``dcft-init-lora``) -> the slug its runs carry."""
+    from hydra import compose, initialize_config_dir
+
+    from dcft.run.identity import method_slug
+
+    slugs = {}
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for entry in search["grid"]:
+            method = compose("config", overrides=[f"method={entry}"]).method
+            options = OmegaConf.to_container(method.options, resolve=True) or {}
+            slugs[entry] = method_slug(method.name, options)
+    return slugs
 
 
 def overrides(search: Mapping[str, Any], method: str) -> list[str]:
     """One Hydra multirun per method: its rates x the search tasks, on the held-out split."""
     rates = ",".join(f"{rate:g}" for rate in search["grid"][method])
     return [
-        "experiment=mini-lr-search",
+        f"experiment={search['experiment']}",
         f"method={method}",
         f"task={','.join(search['tasks'])}",
         f"trainer.learning_rate={rates}",
@@ -51,14 +69,21 @@ def overrides(search: Mapping[str, Any], method: str) -> list[str]:
 
 
 def run_search(
-    search: Mapping[str, Any], dry_run: bool = False, methods: Sequence[str] = ()
+    search: Mapping[str, Any],
+    dry_run: bool = False,
+    methods: Sequence[str] = (),
+    extra: Sequence[str] = (),
 ) -> int:
     unknown = sorted(set(methods) - set(search["grid"]))
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; the search has {list(search['grid'])}")
     failed = 0
     for method in methods or search["grid"]:
-        command = [sys.executable, "-m", "dcft.train", "--multirun", *overrides(search, method)]
+        command = [
+            *(sys.executable, "-m", "dcft.train", "--multirun"),
+            *overrides(search, method),
+            *extra,
+        ]
         print("+", " ".join(command), flush=True)
         if not dry_run:
             failed += subprocess.run(command, cwd=ROOT, check=False).returncode != 0
@@ -86,10 +111,11 @@ def choose(search: Mapping[str, Any], results_dir: Path | None = None) -> list[C
     (only rates with a finite score on every task compete: a failed run, or a run that
     collapsed to a constant prediction, scores NaN and never wins)."""
     runset = load_runs(results_dir or ROOT / search["results_dir"])
+    slugs = grid_slugs(search)
     choices = []
     for method in search["grid"]:
         scores: dict[float, dict[str, float]] = {}
-        for run in (r for r in [*runset.runs, *runset.failed] if r.method == method):
+        for run in (r for r in [*runset.runs, *runset.failed] if r.slug == slugs[method]):
             spec = get_task(run.task)
             value = run.scores.get(spec.eval_splits[0], {}).get(spec.metric, math.nan)
             rate = float(run.record["config"]["trainer"]["learning_rate"])
@@ -122,7 +148,7 @@ def summary_markdown(search: Mapping[str, Any], choices: Sequence[Choice]) -> st
         f"{search['holdout_from_train']:.0%} of each TRAINING split held out from training "
         f"(at most {search['max_eval_samples']} examples), best evaluation, x100. The reported "
         "dev sets were not used. Chosen: the best mean over the tasks (**bold**); "
-        "dcft/conf/hparams/minilm/*.yaml carries these rates. Config: dcft/conf/study/lr_search.yaml. "
+        f"{search['rates_used_in']} carries these rates. Config: dcft/conf/study/{search['name']}.yaml. "
         "NaN: a failed run, or one that collapsed to a constant prediction (its correlation is "
         "undefined); such a rate never wins.",
         "",
@@ -149,15 +175,18 @@ def summary_markdown(search: Mapping[str, Any], choices: Sequence[Choice]) -> st
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="list the commands, train nothing")
-    parser.add_argument("--summarize", action="store_true", help=f"write {SUMMARY}")
+    parser.add_argument("--summarize", action="store_true", help="write the search's summary")
     parser.add_argument("--methods", nargs="+", default=(), help="only these (default: all)")
+    parser.add_argument("--search", default="lr_search", choices=SEARCHES, help="which search")
+    parser.add_argument("extra", nargs="*", help="more Hydra overrides for every run")
     args = parser.parse_args(argv)
-    search = load_search()
+    search = load_search(CONF_DIR / "study" / f"{args.search}.yaml")
     if args.summarize:
-        SUMMARY.parent.mkdir(parents=True, exist_ok=True)
-        SUMMARY.write_text(summary_markdown(search, choose(search)))
-        print(SUMMARY.read_text())
-    elif run_search(search, args.dry_run, args.methods):
+        summary = ROOT / search["summary"]
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        summary.write_text(summary_markdown(search, choose(search)))
+        print(summary.read_text())
+    elif run_search(search, args.dry_run, args.methods, args.extra):
         raise SystemExit(1)
 
 
