@@ -1,5 +1,5 @@
 """The CPU study's learning-rate search: train every method x rate x task of
-``dcft/conf/study/lr_search.yaml`` through the runner on a held-out part of the training split, then
+``conf/study/lr_search.yaml`` through the runner on a held-out part of the training split, then
 pick each method's rate by its mean held-out score over the tasks.
 
     python -m dcft.tools.lr_search              # train what is missing (finished runs are skipped)
@@ -122,7 +122,7 @@ def summary_markdown(search: Mapping[str, Any], choices: Sequence[Choice]) -> st
         f"{search['holdout_from_train']:.0%} of each TRAINING split held out from training "
         f"(at most {search['max_eval_samples']} examples), best evaluation, x100. The reported "
         "dev sets were not used. Chosen: the best mean over the tasks (**bold**); "
-        "dcft/conf/hparams/minilm/*.yaml carries these rates. Config: dcft/conf/study/lr_search.yaml. "
+        "conf/hparams/minilm/*.yaml carries these rates. Config: conf/study/lr_search.yaml. "
         "NaN: a failed run, or one that collapsed to a constant prediction (its correlation is "
         "undefined); such a rate never wins.",
         "",
