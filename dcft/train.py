@@ -1,5 +1,5 @@
 """One fine-tuning run from a Hydra config: ``python -m dcft.train model=minilm task=sst2
-method=dcft seed=0 [overrides]`` (dcft/conf/config.yaml; ``experiment=table4`` picks a table's
+method=dcft seed=0 [overrides]`` (conf/config.yaml; ``experiment=table4`` picks a table's
 sweep). From Python: ``dcft.run.runner.run(cfg)``.
 
 The training stack is imported inside ``main``, so ``--help`` and ``--cfg job`` answer without

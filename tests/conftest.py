@@ -286,9 +286,10 @@ def hydra_main(monkeypatch: pytest.MonkeyPatch) -> Callable[[list[str]], None]:
 
 
 def package_copy(root: Path) -> Path:
-    """A copy of the dcft package under ``root`` (on PYTHONPATH it replaces this checkout's), to
-    add a toy method, task or table to."""
-    shutil.copytree(REPO / "dcft", root / "dcft", ignore=shutil.ignore_patterns("__pycache__"))
+    """A copy of the dcft package and its configs (``conf/``) under ``root`` (on PYTHONPATH it
+    replaces this checkout's), to add a toy method, task or table to."""
+    for tree in ("dcft", "conf"):
+        shutil.copytree(REPO / tree, root / tree, ignore=shutil.ignore_patterns("__pycache__"))
     return root
 
 

@@ -1,4 +1,4 @@
-"""Adding a method is one Python file in dcft/methods/ plus one dcft/conf/method/*.yaml: a copy of
+"""Adding a method is one Python file in dcft/methods/ plus one conf/method/*.yaml: a copy of
 the package gains a toy method that way (nothing else edited), and a run of it trains and
 records under the slug its class declares."""
 
@@ -51,7 +51,7 @@ options:
 def test_a_method_is_one_file_and_one_yaml(tmp_path, tiny_data):
     tree = package_copy(tmp_path / "tree")
     (tree / "dcft/methods/lntune.py").write_text(TOY_METHOD)
-    (tree / "dcft/conf/method/lntune.yaml").write_text(TOY_CONFIG)
+    (tree / "conf/method/lntune.yaml").write_text(TOY_CONFIG)
 
     argv = ["task=rte", "method=lntune", *FAST, *place(tmp_path, tiny_data)]
     train_cli(argv, cwd=tmp_path, pythonpath=tree)

@@ -1,5 +1,5 @@
 """Adding a GLUE-like task is one TaskSpec entry in dcft/data/tasks.py plus one
-dcft/conf/task/*.yaml: a copy of the package gains a toy task that way (nothing else edited),
+conf/task/*.yaml: a copy of the package gains a toy task that way (nothing else edited),
 and a run of it reads its TSVs, trains and records the metrics its spec declares."""
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def test_a_glue_task_is_one_spec_and_one_yaml(tmp_path: Path) -> None:
     tree = package_copy(tmp_path / "tree")
     with (tree / "dcft/data/tasks.py").open("a") as tasks:
         tasks.write(TOY_TASK)
-    (tree / "dcft/conf/task/toy.yaml").write_text(TOY_CONFIG)
+    (tree / "conf/task/toy.yaml").write_text(TOY_CONFIG)
     _write_toy_tsvs(tmp_path / "data")
 
     argv = ["task=toy", "method=lora", "seed=0", *FAST, *place(tmp_path, tmp_path / "data")]
@@ -65,4 +65,4 @@ def test_a_glue_task_is_one_spec_and_one_yaml(tmp_path: Path) -> None:
     files = record["data"]["files"]
     assert [f["path"] for f in files["train"]] == ["glue/TOY/train.tsv"]
     assert record["data"]["examples"]["validation"] == {"available": 8, "used": 8}
-    assert not (REPO / "dcft/conf/task/toy.yaml").exists()
+    assert not (REPO / "conf/task/toy.yaml").exists()

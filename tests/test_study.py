@@ -51,7 +51,7 @@ def _record(folder: Path, method: str, task: str, rate: float, value: float, see
 def test_the_rate_with_the_best_mean_over_tasks_is_chosen(tmp_path):
     search = {"tasks": ["sst2", "stsb"], "grid": {"lora": [1e-3, 3e-3]}, "seed": 0}
     search |= {"holdout_from_train": 0.15, "max_eval_samples": 500, "results_dir": str(tmp_path)}
-    search |= {"name": "lr_search", "rates_used_in": "dcft/conf/hparams/minilm/*.yaml"}
+    search |= {"name": "lr_search", "rates_used_in": "conf/hparams/minilm/*.yaml"}
     _record(tmp_path, "lora", "sst2", 1e-3, 0.80)
     _record(tmp_path, "lora", "stsb", 1e-3, 0.60)  # mean 70
     _record(tmp_path, "lora", "sst2", 3e-3, 0.90)

@@ -5,7 +5,7 @@ A method is a small class: an ``Options`` dataclass (its hyperparameters, with d
 whole plan before touching the model, so a bad option or shape leaves the model unchanged.
 Adding a method is one file in this folder with a ``@register("name")`` class (its options, its
 plan, and the facts declared below: display label, slug options, per-task strengths) plus one
-dcft/conf/method/<name>.yaml; every module of this package is imported, so nothing else lists it.
+conf/method/<name>.yaml; every module of this package is imported, so nothing else lists it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The paper's tables as data: one file per table in ``dcft/conf/table/`` (``table4.yaml`` is
+"""The paper's tables as data: one file per table in ``conf/table/`` (``table4.yaml`` is
 Table 4), the only place that says what a table holds. Adding a table is its file plus its
 printed numbers in ``results/paper/``; the sweep (dcft.sweep), the report (dcft.report), the
 parameter audit (dcft.tools.params) and the W&B table tags (dcft.run.run_tables) read it.
@@ -35,7 +35,9 @@ from typing import Any
 
 import yaml
 
-TABLE_DIR = Path(__file__).resolve().parents[1] / "conf" / "table"
+from dcft.run.config import CONF_DIR
+
+TABLE_DIR = CONF_DIR / "table"
 SCALES = ("paper", "mini")
 
 

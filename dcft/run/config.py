@@ -1,4 +1,4 @@
-"""Where the Hydra configs live and the resolvers they use (``${method_slug:}``,
+"""Where the Hydra configs live (:data:`CONF_DIR`) and the resolvers they use (``${method_slug:}``,
 ``${run_hash:}``, ``${data_fingerprint:}``, ``${task_spec:KEY}``); importing this module
 registers them. It imports neither torch nor transformers (the resolvers import what they need
 when first called), so that ``python -m dcft.train --help`` answers at once."""
@@ -10,7 +10,17 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+_PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def _conf_dir() -> Path:
+    """The Hydra configs: ``dcft/conf/`` in an installed package (the wheel ships the checkout's
+    top-level ``conf/`` there as package data ``dcft.conf``), else the checkout's ``conf/``."""
+    installed = _PACKAGE / "conf"
+    return installed if (installed / "config.yaml").is_file() else _PACKAGE.parent / "conf"
+
+
+CONF_DIR = _conf_dir()
 
 
 def _slug_resolver(*, _root_: DictConfig) -> str:

@@ -65,7 +65,7 @@ def claim_gpu(lock_dir: str | Path | None = None) -> str | None:
 
 
 class ClaimGpu(Callback):
-    """Hydra job callback of the ``gpus`` launcher (dcft/conf/hydra/launcher/gpus.yaml): the job
+    """Hydra job callback of the ``gpus`` launcher (conf/hydra/launcher/gpus.yaml): the job
     claims its worker's GPU before anything starts CUDA."""
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:

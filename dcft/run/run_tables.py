@@ -1,4 +1,4 @@
-"""Which of the paper's tables list a run: the W&B tags ``table1`` ... (dcft/conf/table/).
+"""Which of the paper's tables list a run: the W&B tags ``table1`` ... (conf/table/).
 
 A table lists a run when one of its sweeps (the experiments its table file names, or its rows;
 dcft.sweep) trains the run's (model, task, method slug), seeds aside, or when the report shows

@@ -1,5 +1,5 @@
 """The CPU studies' learning-rate searches: train every method x rate x task of a search file
-(``dcft/conf/study/<search>.yaml``: ``lr_search`` for the short study, ``converge_lr_search`` for
+(``conf/study/<search>.yaml``: ``lr_search`` for the short study, ``converge_lr_search`` for
 the convergence study) through the runner on a held-out part of the training split, then pick each
 method's rate by its mean held-out score over the tasks.
 
@@ -148,7 +148,7 @@ def summary_markdown(search: Mapping[str, Any], choices: Sequence[Choice]) -> st
         f"{search['holdout_from_train']:.0%} of each TRAINING split held out from training "
         f"(at most {search['max_eval_samples']} examples), best evaluation, x100. The reported "
         "dev sets were not used. Chosen: the best mean over the tasks (**bold**); "
-        f"{search['rates_used_in']} carries these rates. Config: dcft/conf/study/{search['name']}.yaml. "
+        f"{search['rates_used_in']} carries these rates. Config: conf/study/{search['name']}.yaml. "
         "NaN: a failed run, or one that collapsed to a constant prediction (its correlation is "
         "undefined); such a rate never wins.",
         "",
