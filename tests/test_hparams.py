@@ -36,6 +36,10 @@ DISAGREE = {
     ("qnli", "num_epochs"): (6, 5),
     ("qqp", "num_epochs"): (20, 5),
 }
+# DCFT's orthogonal-regulariser weight: Table 9's "Dropout" column (AdaLoRA's Table 8 gamma, the
+# regularisation coefficient) against the scripts' --reg_orth_coef.
+DISAGREE_GAMMA = {"cola": (0.5, 0.1), "stsb": (0.1, 0.3)}
+SCRIPTS_GAMMA = {"rte": 0.3, "stsb": 0.3}  # every other GLUE task: 0.1
 
 
 @pytest.fixture(scope="module")
@@ -92,5 +96,44 @@ def test_scripts_variant_changes_only_the_disagreements(hydra_conf, model, task)
     keys = {k for (t, k) in DISAGREE if t == task and model == "deberta-v3-base"}
     differs = {k for k in paper.trainer if paper.trainer[k] != scripts.trainer[k]}
     assert differs == keys
-    if not keys:
+    gamma_differs = paper.method.options.gamma != scripts.method.options.gamma
+    assert gamma_differs == (model == "deberta-v3-base" and task in DISAGREE_GAMMA)
+    if not keys and not gamma_differs:
         assert hparams_hash(paper) == hparams_hash(scripts)
+
+
+@pytest.mark.parametrize("task", GLUE)
+def test_regulariser_weight_reads_table9_dropout_column(hydra_conf, task):
+    """Paper (default): Table 9's "Dropout" column (CoLA 0.5, RTE 0.3, the rest 0.1); scripts:
+    --reg_orth_coef (0.3 for RTE and STS-B, the rest 0.1)."""
+    paper = {"cola": 0.5, "rte": 0.3}.get(task, 0.1)
+    assert _cfg("deberta-v3-base", task).method.options.gamma == paper
+    scripts = _cfg("deberta-v3-base", task, "hparams.source=scripts").method.options.gamma
+    assert scripts == SCRIPTS_GAMMA.get(task, 0.1)
+    assert (paper != scripts) == (task in DISAGREE_GAMMA)
+
+
+# SoRA's scripts (TsinghuaC3I/SoRA @ c275ac2): the recipe of every GLUE script, and the STS-B
+# values of scripts/run_glue_sora_no_schedule.sh.
+SORA_RECIPE = {"weight_decay": 0.1, "max_grad_norm": 0.1, "warmup_steps": 0, "warmup_ratio": 0.06}
+SORA_STSB = {"learning_rate": 8e-4, "batch_size": 8, "num_epochs": 20}
+
+
+@pytest.mark.parametrize("task", GLUE)
+def test_sora_rows_train_with_soras_own_settings(hydra_conf, task):
+    sora = _cfg("deberta-v3-base", task, method="sora")
+    dcft = _cfg("deberta-v3-base", task)
+    expected = {**SORA_RECIPE, **(SORA_STSB if task == "stsb" else {})}
+    assert {k: sora.trainer[k] for k in expected} == expected
+    others = set(dcft.trainer) - set(expected) - {"lr_scheduler"}
+    assert {k: sora.trainer[k] for k in others} == {k: dcft.trainer[k] for k in others}
+    assert set(sora.hparams.sources.trainer) >= set(expected) - {"warmup_steps"}
+
+
+def test_sora_settings_stay_with_sora_on_deberta_v3_base(hydra_conf):
+    """Other methods, and SoRA on models its scripts never ran, keep DCFT's settings."""
+    lora = _cfg("deberta-v3-base", "stsb", method="lora")
+    assert lora.trainer.weight_decay == 0.1 and lora.trainer.max_grad_norm == 1.0  # DCFT's
+    assert lora.trainer.batch_size == 32 and "sources" not in lora.hparams
+    mini = _cfg("minilm", "stsb", method="sora")
+    assert mini.trainer.max_grad_norm == 1.0 and "sources" not in mini.hparams
