@@ -18,6 +18,7 @@ from dcft.tools.lr_search import (
     grid_slugs,
     load_search,
     overrides,
+    rates_yaml,
     summary_markdown,
 )
 from tests.conftest import SHARED_DATA, compose_config
@@ -144,3 +145,18 @@ def test_paired_difference_is_a_t_interval_over_matching_pairs():
     assert score(a[0]) == pytest.approx(80.0)
     assert paired_difference(a, b, tasks=["rte"])[3] == 0  # rte has no partner in b
     assert paired_difference(a, b, tasks=["sst2"]) == (mean, low, high, n)
+
+
+def test_rates_file_holds_the_choice_per_slug_and_waits_for_complete_choices(tmp_path):
+    search = load_search(SEARCH_CONFIG.with_name("converge_lr_search.yaml"))
+    search |= {"grid": {"lora": [1e-3, 3e-3], "dcft": [1e-2]}, "results_dir": str(tmp_path)}
+    _record(tmp_path, "lora", "sst2", 1e-3, 0.80)
+    _record(tmp_path, "lora", "stsb", 1e-3, 0.60)
+    _record(tmp_path, "lora", "sst2", 3e-3, 0.90)
+    _record(tmp_path, "lora", "stsb", 3e-3, 0.55)  # mean 72.5 against 70
+    with pytest.raises(ValueError, match="no complete choice yet for dcft"):
+        rates_yaml(search, choose(search, tmp_path))
+    _record(tmp_path, "dcft", "sst2", 1e-2, 0.70)
+    _record(tmp_path, "dcft", "stsb", 1e-2, 0.30)
+    text = rates_yaml(search, choose(search, tmp_path))
+    assert text.splitlines()[-2:] == ["lora-r1: 0.003", "dcft-k8-s8: 0.01"]

@@ -172,6 +172,26 @@ def summary_markdown(search: Mapping[str, Any], choices: Sequence[Choice]) -> st
     return "\n".join(lines) + "\n"
 
 
+def rates_yaml(search: Mapping[str, Any], choices: Sequence[Choice]) -> str:
+    """The chosen rate per method slug, as the study's experiment reads it
+    (``hparams.<...>.lr.<slug>``); refused while a grid entry has no complete choice."""
+    slugs = grid_slugs(search)
+    chosen = {c.method: c.rate for c in choices}
+    missing = [m for m in search["grid"] if m not in chosen]
+    if missing:
+        raise ValueError(
+            f"the search {search['name']} has no complete choice yet for {', '.join(missing)} "
+            f"(every task of {search['tasks']} needs a finite score at some rate); train the "
+            "missing runs first"
+        )
+    lines = [
+        f"# Written by python -m dcft.tools.lr_search --search {search['name']} --summarize from",
+        f"# the search's records ({search['results_dir']}; {search['summary']}). Do not edit.",
+        *(f"{slugs[m]}: {chosen[m]:g}" for m in search["grid"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="list the commands, train nothing")
@@ -184,8 +204,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.summarize:
         summary = ROOT / search["summary"]
         summary.parent.mkdir(parents=True, exist_ok=True)
-        summary.write_text(summary_markdown(search, choose(search)))
+        choices = choose(search)
+        summary.write_text(summary_markdown(search, choices))
         print(summary.read_text())
+        if "rates_file" in search:
+            rates = ROOT / search["rates_file"]
+            rates.write_text(rates_yaml(search, choices))
+            print(f"wrote {rates}")
     elif run_search(search, args.dry_run, args.methods, args.extra):
         raise SystemExit(1)
 
