@@ -19,7 +19,7 @@ TABLES := $(sort $(patsubst conf/table/table%.yaml,%,$(wildcard conf/table/table
 # The tables the CPU study sweeps (their file names a mini experiment); read when a recipe uses it.
 STUDY_TABLES = $(patsubst table%,%,$(shell $(PY) -m dcft.sweep --list --scale mini))
 
-.PHONY: help venv dev demo test lint params bench report wandb-sync reproduce-all study study-lr-search $(addprefix reproduce-table,$(TABLES))
+.PHONY: help venv dev demo test lint params bench report wandb-sync reproduce-all study study-lr-search converge-lr-search $(addprefix reproduce-table,$(TABLES))
 
 help:
 	@echo "make demo     fine-tune the pretrained MiniLM with DCFT, LoRA r=1 and BitFit (CPU, <10 min)"
@@ -33,6 +33,7 @@ help:
 	@echo "make study    the CPU study (MiniLM, the tables with a mini sweep, 3 seeds): trains the runs"
 	@echo "              without a record in results/study/runs (resumable over several sittings)"
 	@echo "make study-lr-search  the study's learning-rate search (held-out part of the training sets)"
+	@echo "make converge-lr-search  the convergence study's learning-rate search (results/study/converge/)"
 	@echo "make lint     ruff check + format check"
 
 $(VENV)/.runtime: requirements.txt
@@ -77,6 +78,8 @@ report: $(VENV)/.runtime
 	$(PY) -m dcft.report --runs results/study/runs --out results/study/tables --tables $(STUDY_TABLES)
 	$(PY) -m dcft.report.study
 	$(PY) -m dcft.tools.lr_search --summarize
+	@if [ -d results/study/converge/lr_search/runs ]; then $(PY) -m dcft.tools.lr_search --search converge_lr_search --summarize; fi
+	@if [ -d results/study/converge/runs ]; then $(PY) -m dcft.report.converge; fi
 
 # Two runs at a time, one thread each, so that every run of the study is timed under the same load.
 study: $(VENV)/.runtime
@@ -86,6 +89,14 @@ study: $(VENV)/.runtime
 
 study-lr-search: $(VENV)/.runtime
 	$(PY) -m dcft.tools.lr_search
+
+# The convergence study's learning-rate search: two runs at a time, one thread each; finished runs
+# are skipped and cut-off ones resume from their last evaluation. Then its summary and the rates
+# file the study's sweep reads.
+converge-lr-search: $(VENV)/.runtime
+	OMP_NUM_THREADS=1 $(PY) -m dcft.tools.lr_search --search converge_lr_search \
+		hydra/launcher=joblib hydra.launcher.n_jobs=2
+	$(PY) -m dcft.tools.lr_search --search converge_lr_search --summarize
 
 bench: $(VENV)/.runtime
 	$(PY) -m dcft.tools.bench

@@ -209,8 +209,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(summary.read_text())
         if "rates_file" in search:
             rates = ROOT / search["rates_file"]
-            rates.write_text(rates_yaml(search, choices))
-            print(f"wrote {rates}")
+            try:
+                rates.write_text(rates_yaml(search, choices))
+                print(f"wrote {rates}")
+            except ValueError as error:
+                print(f"{rates} not written: {error}")
     elif run_search(search, args.dry_run, args.methods, args.extra):
         raise SystemExit(1)
 
