@@ -210,7 +210,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         if "rates_file" in search:
             rates = ROOT / search["rates_file"]
             try:
-                rates.write_text(rates_yaml(search, choices))
+                text = rates_yaml(search, choices)
+                rates.parent.mkdir(parents=True, exist_ok=True)
+                rates.write_text(text)
                 print(f"wrote {rates}")
             except ValueError as error:
                 print(f"{rates} not written: {error}")
