@@ -169,9 +169,14 @@ def _status(path: Path, identity: RunIdentity) -> str:
 
 def plan(table: str, scale: str = "paper", overrides: Sequence[str] = ()) -> list[PlannedRun]:
     """Every run ``table`` needs, with the state of its record."""
+    return plan_parts(parts(table, scale), overrides)
+
+
+def plan_parts(planned: Sequence[Part], overrides: Sequence[str] = ()) -> list[PlannedRun]:
+    """Every run of the multiruns ``planned``, with the state of its record."""
     runs = []
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        for part in parts(table, scale):
+        for part in planned:
             for job in part.jobs(overrides):
                 cfg = _compose([*part.fixed(), *job])
                 identity = RunIdentity.from_config(cfg)

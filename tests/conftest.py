@@ -9,17 +9,19 @@ import random
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 import dcft.train
-from dcft.data.glue import tsv_path
+from dcft.data.fingerprint import CACHE_DIR_ENV
+from dcft.data.glue import parquet_dir, read_glue_tsv, tsv_path
 from dcft.data.tasks import TASKS, TaskSpec, get_task
 from dcft.run.config import CONF_DIR
 
@@ -243,6 +245,48 @@ def write_tiny_data(root: Path, n_train: int = 48, n_eval: int = 24) -> Path:
     return root
 
 
+def parquet_copy(source: Path, root: Path, tasks: Sequence[str]) -> Path:
+    """The GLUE ``tasks`` of the data folder ``source`` in the Hub's parquet layout under
+    ``root`` (no TSV): its parquet copy of a split where it has one, else the split's TSV
+    written as parquet; SQuAD's files are linked."""
+    for task in tasks:
+        spec = get_task(task)
+        for split in spec.splits:
+            folder = parquet_dir(root, spec, split)
+            if parquet_dir(source, spec, split).is_dir():
+                shutil.copytree(parquet_dir(source, spec, split), folder)
+            elif tsv_path(source, spec, split).is_file():
+                folder.mkdir(parents=True)
+                table = read_glue_tsv(tsv_path(source, spec, split), spec).data.table
+                pq.write_table(table, folder / "0000.parquet")
+    if (source / "squad").is_dir():
+        (root / "squad").symlink_to((source / "squad").resolve())
+    return root
+
+
+def fake_hub_cache(home: Path, revision: str, task: str = "rte") -> None:
+    """What an earlier online ``load_dataset("nyu-mll/glue", task)`` leaves in ``HF_HOME``:
+    the prepared arrow files under ``datasets/nyu-mll___glue/<task>/<version>/<revision>/``,
+    built from shared/data's copy of the Hub's parquet files."""
+    from datasets.packaged_modules.parquet.parquet import Parquet
+
+    shared = SHARED_DATA / "glue_parquet" / task
+    if not shared.is_dir():
+        pytest.skip("needs ../shared/data (the CI layout) for parquet files to cache")
+    files = {s.name: [str(s / "0000.parquet")] for s in shared.iterdir()}
+    builder = Parquet(
+        cache_dir=str(home / "build"),
+        dataset_name="glue",
+        config_name=task,
+        hash=revision,
+        data_files=files,
+    )
+    builder.download_and_prepare()
+    target = home / "datasets" / "nyu-mll___glue" / task / "0.0.0"
+    target.mkdir(parents=True)
+    shutil.move(builder.cache_dir, target / revision)
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_data(tmp_path_factory.mktemp("tiny_data"))
@@ -320,3 +364,9 @@ def _no_ambient_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests choose the W&B mode themselves and never reach the network."""
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+@pytest.fixture(autouse=True)
+def _fingerprint_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """The data fingerprints the tests compute are cached in the session's folder, not ~/.cache."""
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path_factory.getbasetemp() / "dcft-cache"))

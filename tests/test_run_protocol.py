@@ -24,7 +24,7 @@ from dcft.run.fitting import training_arguments
 from dcft.run.models import build_model, minilm_path
 from dcft.run.runner import run
 from dcft.run.runtime import resolve_precision, split_batch
-from tests.conftest import FAST, compose_config, place, records, train_cli
+from tests.conftest import FAST, compose_config, fake_hub_cache, place, records, train_cli
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_EXPERIMENTS = ["table1-deberta-v3-base", "table2", "table4", "table5"]
@@ -154,33 +154,11 @@ def test_squad_v2_stand_in_warns_and_is_recorded(tmp_path, tiny_data):
     assert loaded.provenance["examples"]["validation"]["used"] == 5
 
 
-def _fake_hub_cache(home: Path, revision: str) -> None:
-    """What an earlier online ``load_dataset("nyu-mll/glue", "rte")`` leaves in ``HF_HOME``:
-    the prepared arrow files under ``datasets/nyu-mll___glue/rte/<version>/<revision>/``."""
-    from datasets.packaged_modules.parquet.parquet import Parquet
-
-    shared = REPO.parent / "shared" / "data" / "glue_parquet" / "rte"
-    if not shared.is_dir():
-        pytest.skip("needs ../shared/data (the CI layout) for parquet files to cache")
-    files = {s: [str(shared / s / "0000.parquet")] for s in ("train", "validation", "test")}
-    builder = Parquet(
-        cache_dir=str(home / "build"),
-        dataset_name="glue",
-        config_name="rte",
-        hash=revision,
-        data_files=files,
-    )
-    builder.download_and_prepare()
-    target = home / "datasets" / "nyu-mll___glue" / "rte" / "0.0.0"
-    target.mkdir(parents=True)
-    shutil.move(builder.cache_dir, target / revision)
-
-
 def test_without_local_data_a_run_loads_from_the_hub_cache(tmp_path, monkeypatch):
     import datasets
 
     revision = "0123456789abcdef0123456789abcdef01234567"
-    _fake_hub_cache(tmp_path / "hf", revision)
+    fake_hub_cache(tmp_path / "hf", revision)
     monkeypatch.delenv("DCFT_DATA_DIR", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf" / "datasets")

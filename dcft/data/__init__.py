@@ -1,11 +1,11 @@
 """Data layer: task registry, raw GLUE/SQuAD loading (local files or the Hub), tokenisation."""
 
 from dcft.data.errors import DataFormatError, DataUnavailableError
+from dcft.data.fingerprint import data_fingerprint
 from dcft.data.glue_tokenize import tokenize_glue
 from dcft.data.sources import (
     DATA_DIR_ENV,
     RawData,
-    data_fingerprint,
     load_raw_splits,
     load_task_data,
     resolve_data_dir,

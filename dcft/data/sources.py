@@ -3,7 +3,6 @@ and say where every example came from (the run record's ``data`` section)."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ import datasets
 from dcft.data.errors import FIX_HINT, DataUnavailableError, missing_split_error
 from dcft.data.glue import parquet_dir, read_glue_parquet, read_glue_tsv, tsv_path
 from dcft.data.hub import hub_offline, hub_provenance, load_hub_splits
-from dcft.data.provenance import cached_sha256, local_provenance
+from dcft.data.provenance import local_provenance
 from dcft.data.squad import read_squad_json, squad_json_paths
 from dcft.data.tasks import TaskSpec, get_task
 
@@ -166,28 +165,6 @@ def local_split_files(spec: TaskSpec, data_dir: Path, split: str) -> list[Path]:
     raise missing_split_error(
         spec.name, split, data_dir, [tsv, parquet_dir(data_dir, spec, split) / "*.parquet"]
     )
-
-
-def data_fingerprint(task: str, data_dir: str | Path | None) -> str:
-    """What a run's examples come from, for the run's key: the sha256 of every local file of
-    the task (so two data folders with different contents never share a key, and the same files
-    in two places do), or the Hub dataset id without a local folder."""
-    spec = get_task(task)
-    try:
-        root = resolve_data_dir(data_dir)
-    except DataUnavailableError:
-        return f"absent:{data_dir}"  # the run itself stops with the clear error when loading
-    if root is None:
-        return f"hub:{spec.hub_id}/{spec.hub_config or ''}"
-    digest = hashlib.sha256()
-    for split in spec.splits:
-        try:
-            files = local_split_files(spec, root, split)
-        except DataUnavailableError:
-            continue  # e.g. no training set here (carve_train_from_eval)
-        for path in files:
-            digest.update(f"{split}:{path.relative_to(root)}:{cached_sha256(path)}\n".encode())
-    return digest.hexdigest()[:16]
 
 
 def _counts(

@@ -84,6 +84,13 @@ class TaskSpec:
         return self.kind == "glue" and self.num_labels == 1
 
     @property
+    def example_columns(self) -> tuple[str, ...]:
+        """What makes an example what it is for training and scoring: the text fields and the
+        label (SQuAD: the answers). Not GLUE's ``idx`` (MRPC's TSV and Hub numberings differ),
+        nor SQuAD's question ids and titles."""
+        return (*self.text_fields, "answers" if self.kind == "squad" else "label")
+
+    @property
     def splits(self) -> tuple[str, ...]:
         """All splits :func:`dcft.data.load_raw_splits` returns: ``train`` then the eval splits."""
         return ("train", *self.eval_splits)

@@ -37,7 +37,7 @@ def _hash_resolver(*, _root_: DictConfig) -> str:
 
 
 def _data_resolver(*, _root_: DictConfig) -> str:
-    from dcft.data.sources import data_fingerprint
+    from dcft.data.fingerprint import data_fingerprint
 
     return data_fingerprint(_root_.task.name, _root_.data.dir)
 
@@ -49,7 +49,7 @@ def _task_spec_resolver(key: str, *, _root_: DictConfig) -> Any:
 
 
 # ${method_slug:} and ${run_hash:} name run folders in conf/ (hydra.run.dir, logger names);
-# ${data_fingerprint:} puts the content of the data files into the run's key.
+# ${data_fingerprint:} puts the task's examples (not the files' bytes) into the run's key.
 OmegaConf.register_new_resolver("method_slug", _slug_resolver, replace=True)
 OmegaConf.register_new_resolver("run_hash", _hash_resolver, replace=True)
 OmegaConf.register_new_resolver("data_fingerprint", _data_resolver, replace=True)

@@ -31,7 +31,9 @@ import torch
 from dcft.files import new_file_mode
 from dcft.run.identity import RunIdentity
 
-SCHEMA = "dcft-run/1"
+# 2: the key holds trainer.optimizer and the examples' fingerprint (dcft.tools.migrate_records
+# upgrades records of schema 1).
+SCHEMA = "dcft-run/2"
 STATUSES = ("finished", "failed")
 
 _PACKAGES = (

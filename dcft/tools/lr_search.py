@@ -4,7 +4,7 @@ the convergence study) through the runner on a held-out part of the training spl
 method's rate by its mean held-out score over the tasks.
 
     python -m dcft.tools.lr_search              # train what is missing (finished runs are skipped)
-    python -m dcft.tools.lr_search --dry-run    # list the runs
+    python -m dcft.tools.lr_search --dry-run    # list the runs and which have a record
     python -m dcft.tools.lr_search --summarize  # the search's summary: every score, the choice
     python -m dcft.tools.lr_search --search converge_lr_search   # the convergence study's
 """
@@ -12,6 +12,7 @@ method's rate by its mean held-out score over the tasks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from omegaconf import OmegaConf
 from dcft.data import get_task
 from dcft.report.runs import load_runs
 from dcft.run.config import CONF_DIR
+from dcft.sweep import Part, plan_parts, print_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 SEARCHES = sorted(p.stem for p in (CONF_DIR / "study").glob("*.yaml"))
@@ -68,25 +70,41 @@ def overrides(search: Mapping[str, Any], method: str) -> list[str]:
     ]
 
 
+def parts(
+    search: Mapping[str, Any], methods: Sequence[str] = (), extra: Sequence[str] = ()
+) -> list[Part]:
+    """The search's multiruns (one per method, all of them by default), as a table's sweep;
+    ``extra`` Hydra overrides go to every run."""
+    unknown = sorted(set(methods) - set(search["grid"]))
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; the search has {list(search['grid'])}")
+    return [
+        Part(
+            f"lr search: {method}",
+            params=tuple(o.split("=", 1) for o in [*overrides(search, method), *extra]),
+        )
+        for method in methods or search["grid"]
+    ]
+
+
 def run_search(
     search: Mapping[str, Any],
     dry_run: bool = False,
     methods: Sequence[str] = (),
     extra: Sequence[str] = (),
 ) -> int:
-    unknown = sorted(set(methods) - set(search["grid"]))
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; the search has {list(search['grid'])}")
+    """Train the search's runs that have no record, one multirun per method; returns how many
+    multiruns failed. ``dry_run``: list every run and the state of its record instead."""
+    searched = parts(search, methods, extra)
+    if dry_run:
+        with contextlib.chdir(ROOT):  # results_dir is relative to the checkout
+            print_plan(plan_parts(searched))
+        return 0
     failed = 0
-    for method in methods or search["grid"]:
-        command = [
-            *(sys.executable, "-m", "dcft.train", "--multirun"),
-            *overrides(search, method),
-            *extra,
-        ]
+    for part in searched:
+        command = [sys.executable, "-m", "dcft.train", *part.arguments()]
         print("+", " ".join(command), flush=True)
-        if not dry_run:
-            failed += subprocess.run(command, cwd=ROOT, check=False).returncode != 0
+        failed += subprocess.run(command, cwd=ROOT, check=False).returncode != 0
     return failed
 
 
@@ -194,7 +212,9 @@ def rates_yaml(search: Mapping[str, Any], choices: Sequence[Choice]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dry-run", action="store_true", help="list the commands, train nothing")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list the runs and their records, train nothing"
+    )
     parser.add_argument("--summarize", action="store_true", help="write the search's summary")
     parser.add_argument("--methods", nargs="+", default=(), help="only these (default: all)")
     parser.add_argument("--search", default="lr_search", choices=SEARCHES, help="which search")
