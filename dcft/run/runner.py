@@ -38,6 +38,7 @@ from dcft.run.records import (
 )
 from dcft.run.run_lock import RunLockedError, run_lock
 from dcft.run.runtime import resolve_precision, split_batch, world_size
+from dcft.run.settings import check_settings, evaluation_interval
 from dcft.run.tracking import tracking
 from dcft.run.trainer import NonFiniteLossError
 
@@ -60,43 +61,11 @@ def run_settings(cfg: DictConfig) -> dict[str, Any]:
         "gradient_checkpointing": bool(trainer.gradient_checkpointing),
         "evaluation": {
             "strategy": trainer.eval_strategy,
-            "every_steps": trainer.eval_steps if trainer.eval_strategy == "steps" else None,
+            "every_steps": evaluation_interval(trainer),
             "reported": "best",
             "also_recorded": "last",
         },
     }
-
-
-def check_settings(cfg: DictConfig) -> None:
-    """Refuse, before anything is loaded, settings under which nothing would train (they would
-    otherwise end as "finished" records) or that do not match this launch."""
-    trainer = cfg.trainer
-    numbers = {
-        "seed": cfg.seed,
-        "trainer.learning_rate": trainer.learning_rate,
-        "trainer.num_epochs": trainer.num_epochs,
-        "trainer.max_steps": trainer.max_steps,
-        "trainer.batch_size": trainer.batch_size,
-    }
-    for key, value in numbers.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{key} must be a number, got {value!r}")
-    if not isinstance(cfg.seed, int) or not 0 <= cfg.seed < 2**32:
-        raise ValueError(f"seed must be a whole number in [0, 2**32), got {cfg.seed!r}")
-    if not trainer.learning_rate > 0:
-        raise ValueError(f"trainer.learning_rate must be > 0, got {trainer.learning_rate}")
-    if trainer.max_steps == 0 or (trainer.max_steps < 0 and not trainer.num_epochs > 0):
-        raise ValueError(
-            f"nothing would train: trainer.max_steps={trainer.max_steps}, "
-            f"trainer.num_epochs={trainer.num_epochs} (set max_steps > 0, or max_steps=-1 and "
-            "num_epochs > 0)"
-        )
-    if int(cfg.processes) != world_size():
-        raise ValueError(
-            f"processes={cfg.processes} but this launch runs {world_size()} process(es) "
-            "(WORLD_SIZE); leave `processes` unset: it is read from torchrun / accelerate"
-        )
-    split_batch(trainer.batch_size, world_size(), trainer.gradient_accumulation_steps)
 
 
 def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any] | None:
