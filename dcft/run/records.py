@@ -88,6 +88,12 @@ def lock_path(record_path: Path) -> Path:
     return record_path.with_name(f".{record_path.stem}.lock")
 
 
+def run_folder_lock(run_dir: Path) -> Path:
+    """The lock of the run folder, where the training happens: launches that write their records
+    to different results folders still share it."""
+    return run_dir / ".run.lock"
+
+
 def ensure_writable(*folders: Path) -> None:
     """Create ``folders`` and write a probe file in each, so that a read-only or full results
     folder fails before training instead of after it."""
