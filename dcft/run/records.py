@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from dcft.files import new_file_mode
+from dcft.files import new_file_mode, storage_error
 from dcft.run.identity import RunIdentity
 
 SCHEMA = "dcft-run/1"
@@ -126,12 +126,12 @@ def write_json(path: Path, record: Any) -> Path:
     """Write ``record`` (a run record, predictions) as JSON atomically: a temp file in the same
     folder, then ``os.replace``; an interrupted write leaves the previous file (or none). The
     file gets the umask's permissions (mkstemp's 0600 would hide it from a shared group); a
-    storage error names the path."""
+    storage error names the path and the free space."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:
-        raise OSError(f"cannot write {path}: {err.strerror or err}") from err
+        raise storage_error(path, err) from err
     try:
         os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -142,7 +142,7 @@ def write_json(path: Path, record: Any) -> Path:
         os.replace(tmp, path)
     except OSError as err:
         Path(tmp).unlink(missing_ok=True)
-        raise OSError(f"cannot write {path}: {err.strerror or err}") from err
+        raise storage_error(path, err) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -746,6 +747,61 @@ def test_records_get_the_umask_permissions(tmp_path, tiny_data):
         assert tensors.stat().st_mode & 0o777 == 0o660
     finally:
         os.umask(previous)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o007])
+def test_every_file_of_a_full_checkpoint_gets_the_umask(tmp_path, tiny_data, umask):
+    """Fault: full fine-tuning checkpoints (model.safetensors, written by transformers through
+    safetensors) were 0600 whatever the umask, hidden from a shared group. Every file the run
+    writes, checkpoints of a killed full fine-tuning run included, gets 0666 & ~umask."""
+    argv = overrides(tmp_path, tiny_data, "method=full")
+    cfg = compose_config(argv)
+    want = 0o666 & ~umask
+    previous = os.umask(umask)
+    try:
+        with pytest.raises(Killed):
+            run(cfg, callbacks=[KillAfterCheckpoint(2)])
+        checkpoint = Path(cfg.run_dir) / "checkpoints" / "checkpoint-2"
+        written = sorted(p for p in checkpoint.rglob("*") if p.is_file())
+        assert checkpoint / "model.safetensors" in written
+        assert {p.name: oct(p.stat().st_mode & 0o777) for p in written} == {
+            p.name: oct(want) for p in written
+        }
+        run(compose_config(argv))
+    finally:
+        os.umask(previous)
+    finished = sorted(p for p in tmp_path.rglob("*") if p.is_file() and "tiny_data" not in str(p))
+    assert len(finished) >= 3  # record, adapter, predictions
+    assert {str(p): oct(p.stat().st_mode & 0o777) for p in finished} == {
+        str(p): oct(want) for p in finished
+    }
+
+
+@pytest.mark.parametrize(("method", "limit"), [("full", 1_000_000), ("dcft", 30_000)])
+def test_storage_error_while_checkpointing_names_the_path_and_free_space(
+    tmp_path, tiny_data, method, limit
+):
+    """Fault: a full disk, quota or file-size limit while a checkpoint is written. It ended
+    with `unexpected pos 38912 vs 38800` (torch.save of the optimiser) or `SafetensorError ...
+    File too large` (a full model), naming no path. Reproduced with a file-size limit (the
+    model file of full fine-tuning, the optimiser state of DCFT exceed it): the error names the
+    checkpoint, the reason and the free space there, and the checkpoint is never sealed."""
+    cfg = compose_config(overrides(tmp_path, tiny_data, f"method={method}"))
+    checkpoint = Path(cfg.run_dir) / "checkpoints" / "checkpoint-2"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        with pytest.raises(OSError) as info:
+            run(cfg)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    message = str(info.value)
+    assert message.startswith(f"cannot write checkpoint {checkpoint}: "), message
+    assert re.search(r"; [0-9.]+ [KMG]iB free there$", message), message
+    assert not (checkpoint / MANIFEST).exists()
+    assert not records(tmp_path)
 
 
 def test_sigterm_saves_a_checkpoint_and_stops(tmp_path, tiny_data, caplog):
