@@ -82,10 +82,12 @@ report: $(VENV)/.runtime
 	@if [ -d results/study/converge/runs ]; then $(PY) -m dcft.report.converge; fi
 
 # Two runs at a time, one thread each, so that every run of the study is timed under the same load.
+# A table with a failed run (NaN loss: its sweep exits non-zero) does not stop the next table;
+# make study fails at the end.
 study: $(VENV)/.runtime
-	$(foreach t,$(STUDY_TABLES),OMP_NUM_THREADS=1 $(PY) -m dcft.sweep table$(t) --scale mini \
-		--launcher joblib hydra.launcher.n_jobs=2 results_dir=results/study/runs logger=none &&) true
-	$(PY) -m dcft.tools.study_adapters
+	status=0; $(foreach t,$(STUDY_TABLES),OMP_NUM_THREADS=1 $(PY) -m dcft.sweep table$(t) --scale mini \
+		--launcher joblib hydra.launcher.n_jobs=2 results_dir=results/study/runs logger=none || status=1;) \
+	$(PY) -m dcft.tools.study_adapters && exit $$status
 
 study-lr-search: $(VENV)/.runtime
 	$(PY) -m dcft.tools.lr_search

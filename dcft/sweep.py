@@ -198,7 +198,8 @@ def print_plan(runs: Sequence[PlannedRun]) -> None:
 
 def launch(table: str, scale: str, launcher: str, overrides: Sequence[str]) -> int:
     """Run every part of ``table`` (Table 1 has one per model) even when one fails; returns the
-    number of parts that failed, after a summary naming them."""
+    number of parts that failed, after a summary naming them. A part fails when one of its runs
+    fails (a NaN loss: the part's other runs still train) or its launch does."""
     failed = []
     for part in parts(table, scale):
         command = [
@@ -214,7 +215,11 @@ def launch(table: str, scale: str, launcher: str, overrides: Sequence[str]) -> i
         if code != 0:
             failed.append(f"{part.name} (exit code {code})")
     if failed:
-        print(f"{len(failed)} part(s) of {table} failed: {'; '.join(failed)}", flush=True)
+        print(
+            f"{len(failed)} part(s) of {table} failed (a failed run or launch; its log says "
+            f"which): {'; '.join(failed)}",
+            flush=True,
+        )
     return len(failed)
 
 

@@ -8,6 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from dcft.run.identity import hashed_config, hparams_hash
+from dcft.run.settings import check_settings
 from dcft.sweep import CONF_DIR, experiments, job_overrides, tables
 
 GLUE = ("cola", "mnli", "mrpc", "qnli", "qqp", "rte", "sst2", "stsb")
@@ -71,6 +72,7 @@ def test_every_paper_cell_evaluates_as_the_authors_scripts(hydra_conf):
                 assert cfg.trainer.eval_steps == steps, (experiment, job)
                 # The protocol is part of the run's key and record.
                 assert hashed_config(cfg)["trainer"]["eval_steps"] == steps
+                check_settings(cfg)  # every key declared, every number valid
 
 
 @pytest.mark.parametrize(("task", "key"), sorted(DISAGREE))

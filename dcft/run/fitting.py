@@ -25,10 +25,10 @@ from dcft.data.scorer import Scorer
 from dcft.methods import applied_method
 from dcft.run.checkpoints import CheckpointClock, checkpoint_step
 from dcft.run.runtime import resolve_precision, split_batch, world_size
+from dcft.run.settings import evaluation_interval
 from dcft.run.timing import StepTimer, total_timing
 from dcft.run.trainer import AuxiliaryOptimizerCallback, DcftTrainer
 
-EVAL_STRATEGIES = ("epoch", "steps")
 _SPEED_KEYS = ("runtime", "samples_per_second", "steps_per_second")
 
 # ---------------------------------------------------------------------------------------------
@@ -38,22 +38,15 @@ _SPEED_KEYS = ("runtime", "samples_per_second", "steps_per_second")
 def training_arguments(
     trainer: DictConfig, output_dir: Path, seed: int, report_to: list[str], run_name: str
 ) -> TrainingArguments:
-    if trainer.eval_strategy not in EVAL_STRATEGIES:
-        raise ValueError(
-            f"unknown trainer.eval_strategy {trainer.eval_strategy!r}; "
-            f"valid: {', '.join(EVAL_STRATEGIES)}"
-        )
-    if not 0 <= trainer.warmup_ratio < 1:
-        raise ValueError(f"trainer.warmup_ratio must be in [0, 1), got {trainer.warmup_ratio}")
     precision = resolve_precision(trainer.precision)
     batch = split_batch(trainer.batch_size, world_size(), trainer.gradient_accumulation_steps)
-    eval_steps = trainer.eval_steps or trainer.logging_steps
+    interval = evaluation_interval(trainer)
     if not trainer.save_checkpoints:
         save = {"save_strategy": "no"}
     elif trainer.save_steps:
         save = {"save_strategy": "steps", "save_steps": trainer.save_steps}
     else:
-        save = {"save_strategy": trainer.eval_strategy, "save_steps": eval_steps}
+        save = {"save_strategy": trainer.eval_strategy, "save_steps": interval}
     return TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=batch.per_device,
@@ -70,7 +63,7 @@ def training_arguments(
         adam_epsilon=1e-8,
         max_grad_norm=trainer.max_grad_norm,
         eval_strategy=trainer.eval_strategy,
-        eval_steps=eval_steps,
+        eval_steps=interval,
         logging_strategy="steps",
         logging_steps=trainer.logging_steps,
         logging_nan_inf_filter=False,

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from dcft.files import new_file_mode
+from dcft.files import new_file_mode, storage_error
 from dcft.run.identity import RunIdentity
 
 # 2: the key holds trainer.optimizer and the examples' fingerprint (dcft.tools.migrate_records
@@ -90,6 +90,12 @@ def lock_path(record_path: Path) -> Path:
     return record_path.with_name(f".{record_path.stem}.lock")
 
 
+def run_folder_lock(run_dir: Path) -> Path:
+    """The lock of the run folder, where the training happens: launches that write their records
+    to different results folders still share it."""
+    return run_dir / ".run.lock"
+
+
 def ensure_writable(*folders: Path) -> None:
     """Create ``folders`` and write a probe file in each, so that a read-only or full results
     folder fails before training instead of after it."""
@@ -122,12 +128,12 @@ def write_json(path: Path, record: Any) -> Path:
     """Write ``record`` (a run record, predictions) as JSON atomically: a temp file in the same
     folder, then ``os.replace``; an interrupted write leaves the previous file (or none). The
     file gets the umask's permissions (mkstemp's 0600 would hide it from a shared group); a
-    storage error names the path."""
+    storage error names the path and the free space."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:
-        raise OSError(f"cannot write {path}: {err.strerror or err}") from err
+        raise storage_error(path, err) from err
     try:
         os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -138,7 +144,7 @@ def write_json(path: Path, record: Any) -> Path:
         os.replace(tmp, path)
     except OSError as err:
         Path(tmp).unlink(missing_ok=True)
-        raise OSError(f"cannot write {path}: {err.strerror or err}") from err
+        raise storage_error(path, err) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -1,11 +1,14 @@
 """One trainer per run, across processes and hosts sharing a results folder (NFS, Lustre).
 
-The lock is a file beside the run's record, created with O_CREAT | O_EXCL (atomic on every
-POSIX filesystem, NFS v3+ included) and holding who owns it: host, pid and the launch id that the
-processes of one torchrun launch share. The owner touches it every ``heartbeat_s`` seconds. A lock
-is stale when its owner is a dead process on this host, or when nobody touched it for
-``stale_after_s`` (a dead host); a stale lock is taken over under a guard file, and only if it
-still is the stale one, so two processes racing for it cannot both win.
+A lock is a file created exclusively (a complete draft hard-linked into place: atomic on every
+POSIX filesystem, NFS v3+ included) holding who owns it: host, pid and the launch id that the
+processes of one torchrun launch share. The runner holds two: one beside the run's record and
+one in the run folder, where the training happens. The owner touches its locks every
+``heartbeat_s`` seconds. A lock is stale when its owner is a dead process on this host, when
+nobody touched it for ``stale_after_s`` (a dead host), or when it does not parse (empty,
+garbage: dcft never writes a partial lock), which is named as malformed; a stale lock is taken
+over under a guard file, and only if it still is the stale one, so two processes racing for it
+cannot both win.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ STALE_AFTER_S = 600.0
 RANK_WAIT_S = 120.0
 # A takeover guard older than this was left by a process killed while taking a lock over.
 GUARD_STALE_S = 60.0
+# The launch of an Owner read from a lock that does not parse.
+MALFORMED = "malformed"
 
 
 class RunLockedError(RuntimeError):
@@ -59,18 +64,35 @@ class Owner:
         now = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
         return cls(socket.gethostname(), os.getpid(), launch, now)
 
+    @classmethod
+    def malformed(cls, text: str) -> Owner:
+        """What a lock that no dcft process wrote as it is (empty, garbage) stands for."""
+        return cls("?", -1, f"{MALFORMED}:{text[:80]!r}", "?")
+
+    @property
+    def is_malformed(self) -> bool:
+        return self.launch.startswith(f"{MALFORMED}:")
+
     def describe(self) -> str:
+        if self.is_malformed:
+            return f"malformed lock, content {self.launch.removeprefix(MALFORMED + ':')}"
         return f"host {self.host}, pid {self.pid}, since {self.since}"
 
 
 def _read_owner(path: Path) -> Owner | None:
+    """The lock's owner; None when there is no lock. dcft writes a lock whole before linking it
+    into place, so one that does not parse (empty, truncated, garbage) is held by nobody."""
     try:
-        return Owner(**json.loads(path.read_text()))
+        text = path.read_text(errors="replace")
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, TypeError):
-        # Half-written by a process killed while creating it: stale once old enough.
-        return Owner("?", -1, "?", "?")
+    try:
+        fields = json.loads(text)
+        owner = Owner(**fields)
+    except (ValueError, TypeError):
+        return Owner.malformed(text)
+    types_ok = all(isinstance(getattr(owner, f), str) for f in ("host", "launch", "since"))
+    return owner if types_ok and isinstance(owner.pid, int) else Owner.malformed(text)
 
 
 def _alive(pid: int) -> bool:
@@ -84,6 +106,8 @@ def _alive(pid: int) -> bool:
 
 
 def _is_stale(path: Path, owner: Owner, stale_after_s: float) -> bool:
+    if owner.is_malformed:
+        return True
     if owner.host == socket.gethostname() and owner.pid > 0 and not _alive(owner.pid):
         return True
     try:

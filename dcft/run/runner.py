@@ -7,6 +7,7 @@ last checkpoint in its (deterministic) run folder.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import shutil
@@ -33,16 +34,20 @@ from dcft.run.records import (
     make_record,
     read_record,
     remove_orphan_temporaries,
+    run_folder_lock,
     summarize,
     write_json,
 )
 from dcft.run.run_lock import RunLockedError, run_lock
 from dcft.run.runtime import resolve_precision, split_batch, world_size
+from dcft.run.settings import check_settings, evaluation_interval
 from dcft.run.tracking import tracking
 from dcft.run.trainer import NonFiniteLossError
 
 # The finished record, kept in the run folder until it is written to the results folder.
 PENDING_RECORD = "record.json"
+# The run folder's checkpoints, removed once the record is published.
+CHECKPOINTS = "checkpoints"
 # Progress and decisions go to the console and to Hydra's job log (<run dir>/<job>.log).
 log = logging.getLogger("dcft")
 
@@ -60,64 +65,64 @@ def run_settings(cfg: DictConfig) -> dict[str, Any]:
         "gradient_checkpointing": bool(trainer.gradient_checkpointing),
         "evaluation": {
             "strategy": trainer.eval_strategy,
-            "every_steps": trainer.eval_steps if trainer.eval_strategy == "steps" else None,
+            "every_steps": evaluation_interval(trainer),
             "reported": "best",
             "also_recorded": "last",
         },
     }
 
 
-def check_settings(cfg: DictConfig) -> None:
-    """Refuse, before anything is loaded, settings under which nothing would train (they would
-    otherwise end as "finished" records) or that do not match this launch."""
-    trainer = cfg.trainer
-    numbers = {
-        "seed": cfg.seed,
-        "trainer.learning_rate": trainer.learning_rate,
-        "trainer.num_epochs": trainer.num_epochs,
-        "trainer.max_steps": trainer.max_steps,
-        "trainer.batch_size": trainer.batch_size,
-    }
-    for key, value in numbers.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{key} must be a number, got {value!r}")
-    if not isinstance(cfg.seed, int) or not 0 <= cfg.seed < 2**32:
-        raise ValueError(f"seed must be a whole number in [0, 2**32), got {cfg.seed!r}")
-    if not trainer.learning_rate > 0:
-        raise ValueError(f"trainer.learning_rate must be > 0, got {trainer.learning_rate}")
-    if trainer.max_steps == 0 or (trainer.max_steps < 0 and not trainer.num_epochs > 0):
-        raise ValueError(
-            f"nothing would train: trainer.max_steps={trainer.max_steps}, "
-            f"trainer.num_epochs={trainer.num_epochs} (set max_steps > 0, or max_steps=-1 and "
-            "num_epochs > 0)"
-        )
-    if int(cfg.processes) != world_size():
-        raise ValueError(
-            f"processes={cfg.processes} but this launch runs {world_size()} process(es) "
-            "(WORLD_SIZE); leave `processes` unset: it is read from torchrun / accelerate"
-        )
-    split_batch(trainer.batch_size, world_size(), trainer.gradient_accumulation_steps)
-
-
 def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any] | None:
     """Train, evaluate and record one run; returns its record (the existing one if finished, or
     failed and ``retry_failed`` is off), or None when another process holds the run and in the
-    non-main processes of a multi-GPU run, which write nothing."""
+    non-main processes of a multi-GPU run, which write nothing.
+
+    The run is held by two locks: one beside its record (launches sharing the results folder)
+    and one in its run folder (launches sharing the outputs folder, whatever their results
+    folder: the checkpoints are there)."""
     check_settings(cfg)
     cfg.trainer.precision = resolve_precision(cfg.trainer.precision)
     identity = RunIdentity.from_config(cfg)
     record_path = identity.record_path(cfg.results_dir)
+    run_dir = Path(cfg.run_dir)
     done = _existing_record(cfg, identity, record_path)
     if done is not None:
+        _clean_up_after(record_path, run_dir)
         return done
     try:
-        with run_lock(lock_path(record_path)):
-            return _existing_record(cfg, identity, record_path) or _train(
-                cfg, identity, record_path, callbacks
-            )
+        with run_lock(lock_path(record_path)), run_lock(run_folder_lock(run_dir)):
+            done = _existing_record(cfg, identity, record_path)
+            if done is not None:
+                _remove_leftovers(record_path, run_dir)
+                return done
+            return _train(cfg, identity, record_path, callbacks)
     except RunLockedError as err:
         log.info(f"skipped: {err}")
         return None
+
+
+def _remove_leftovers(record_path: Path, run_dir: Path) -> None:
+    """What only a resume needed: the checkpoints, and the kept copy of the published record."""
+    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
+    pending = run_dir / PENDING_RECORD
+    with contextlib.suppress(OSError):
+        if pending.read_bytes() == record_path.read_bytes():
+            pending.unlink()
+
+
+def _clean_up_after(record_path: Path, run_dir: Path) -> None:
+    """A run killed between publishing its record and removing its checkpoints left them behind;
+    the next visit removes them, under the run folder's lock (a launch training there keeps
+    them)."""
+    leftover = (run_dir / CHECKPOINTS).exists() or (run_dir / PENDING_RECORD).exists()
+    if not leftover or not is_main_process():
+        return
+    try:
+        with run_lock(run_folder_lock(run_dir)):
+            _remove_leftovers(record_path, run_dir)
+        log.info(f"removed what the finished run left in {run_dir}")
+    except RunLockedError as err:
+        log.info(f"left {run_dir} as it is: {err}")
 
 
 def _existing_record(
@@ -145,7 +150,7 @@ def _train(
     callbacks: Sequence[TrainerCallback],
 ) -> dict[str, Any] | None:
     run_dir = Path(cfg.run_dir)
-    checkpoints = run_dir / "checkpoints"
+    checkpoints = run_dir / CHECKPOINTS
     pending = run_dir / PENDING_RECORD
     if not is_main_process():
         # Rank 0 alone publishes a kept record; the other ranks must not start training (they
@@ -261,8 +266,7 @@ def _publish(record: dict[str, Any], record_path: Path, checkpoints: Path) -> di
         write_json(pending, record)
     write_json(record_path, record)
     log.info(f"record: {record_path}")
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    (checkpoints.parent / PENDING_RECORD).unlink(missing_ok=True)
+    _remove_leftovers(record_path, checkpoints.parent)
     return record
 
 
@@ -272,14 +276,26 @@ def headline_score(record: dict[str, Any] | None) -> float | None:
     return float(score) if isinstance(score, (int, float)) and math.isfinite(score) else None
 
 
+class RunFailedError(RuntimeError):
+    """The run's record says failed (its loss became NaN/inf, now or in an earlier launch that
+    was not retried): ``python -m dcft.train`` exits non-zero, and a Hydra multirun goes on
+    with its other runs, then exits non-zero."""
+
+
 def run_job(cfg: DictConfig) -> float | None:
-    """``python -m dcft.train``'s job: one run; returns its headline score. A preemption
-    signal (SIGTERM/SIGUSR1) hands over to the previous handler (e.g. submitit's requeue) and
-    exits with 128 + the signal number, its last checkpoint sealed."""
+    """``python -m dcft.train``'s job: one run; returns its headline score, or raises
+    ``RunFailedError`` when its record says failed. A preemption signal (SIGTERM/SIGUSR1) hands
+    over to the previous handler (e.g. submitit's requeue) and exits with 128 + the signal
+    number, its last checkpoint sealed."""
     try:
-        return headline_score(run(cfg))
+        record = run(cfg)
     except PreemptedError as err:
         log.warning(f"stopped: {err}")
         if callable(err.previous_handler):
             err.previous_handler(err.signum, None)
         raise SystemExit(128 + err.signum) from None
+    if record is not None and record["status"] == "failed":
+        raise RunFailedError(
+            f"run failed: {record['failure_reason']} (retry_failed=true trains it again)"
+        )
+    return headline_score(record)

@@ -7,7 +7,10 @@
   their own optimiser steps right after every main step (``AuxiliaryOptimizerCallback``) and
   is saved in every checkpoint beside the main one;
 - checkpoints are sealed by a manifest and rotated only after that (``dcft.run.checkpoints``); a
-  PEFT run's checkpoint holds its trainable tensors only;
+  PEFT run's checkpoint holds its trainable tensors only; every file gets the umask's
+  permissions; a failed write names the checkpoint and the free space;
+- a checkpoint also holds the training loss summed since the last logged step, so that a resumed
+  run logs the same averages on the same steps as an uninterrupted one (``loss_history``);
 - evaluation runs the task's scorer on every eval split (GLUE metrics; SQuAD post-processing then
   EM/F1), optionally with the updates merged into the weights;
 - ``StepTimer`` times every optimiser step.
@@ -17,6 +20,7 @@ Everything else (schedule, clipping, mixed precision, DDP, checkpoints) is the T
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from contextlib import nullcontext
@@ -25,6 +29,7 @@ from typing import Any
 
 import datasets
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 from transformers import (
@@ -34,14 +39,18 @@ from transformers import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, speed_metrics
 
 from dcft.data.scorer import Scorer
+from dcft.files import follow_umask, storage_error
 from dcft.methods import applied_method, merged, regularizer
 from dcft.methods.api import save_tensors
 from dcft.optim import build_optimizer
 from dcft.run.checkpoints import keep_newest, write_manifest
+from dcft.run.records import write_json
 
 AUXILIARY_STATE = "auxiliary_optimizer.pt"
 # What a PEFT run's checkpoint holds instead of the whole model: its trainable tensors only.
 TRAINABLE_STATE = "trainable.safetensors"
+# Per process: the training loss summed since the last logged step, and that step.
+LOSS_SINCE_LOG = "loss_since_log-{rank}.json"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -68,6 +77,8 @@ class DcftTrainer(Trainer):
         # Per-batch mean losses, divided by the accumulation steps by the Trainer: the regulariser
         # added in compute_loss is then scaled exactly like the task loss.
         self.model_accepts_loss_kwargs = False
+        self.resumed_from: Path | None = None
+        self.add_callback(_RestoreLossSinceLog(self))
 
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
         """``trainer.optimizer`` over the trainable parameters minus the method's auxiliary ones;
@@ -119,6 +130,7 @@ class DcftTrainer(Trainer):
         save_tensors(tensors, folder / TRAINABLE_STATE)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None):
+        self.resumed_from = Path(resume_from_checkpoint)
         path = Path(resume_from_checkpoint) / TRAINABLE_STATE
         if not self._saves_trainable_only:
             super()._load_from_checkpoint(resume_from_checkpoint, model)
@@ -196,13 +208,41 @@ class DcftTrainer(Trainer):
             )
 
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
-        """The Trainer's checkpoint, then its manifest (the mark of a complete checkpoint), then
-        the rotation of older ones: never a moment without one complete checkpoint."""
-        super()._save_checkpoint(model, trial)
+        """The Trainer's checkpoint plus the loss since the last log, then its manifest (the mark
+        of a complete checkpoint), then the rotation of older ones: never a moment without one
+        complete checkpoint. A failed write (full disk, file-size or quota limit) names the
+        checkpoint and the free space; the partial checkpoint is never sealed."""
+        runs = Path(self._get_output_dir(trial=trial))
+        folder = runs / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        try:
+            write_json(
+                folder / LOSS_SINCE_LOG.format(rank=self.args.process_index), self._loss_since_log()
+            )
+            super()._save_checkpoint(model, trial)
+            if self.args.should_save:
+                follow_umask(folder)
+                write_manifest(folder)
+        except (OSError, RuntimeError, SafetensorError) as err:
+            raise storage_error(folder, err, what="checkpoint") from err
         if self.args.should_save:
-            folder = Path(self._get_output_dir(trial=trial))
-            write_manifest(folder / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            keep_newest(folder, self.keep_checkpoints)
+            keep_newest(runs, self.keep_checkpoints)
+
+    def _loss_since_log(self) -> dict[str, Any]:
+        """This process's training loss summed since the last logged step (a float32, exact in
+        JSON), and that step."""
+        return {"loss_sum": self._tr_loss.item(), "logged_step": self._globalstep_last_logged}
+
+    def restore_loss_since_log(self) -> None:
+        """On resume, before the first step: what the checkpoint's steps had summed since their
+        last log, so that the next logged average covers the same steps as uninterrupted."""
+        path = None
+        if self.resumed_from is not None:
+            path = self.resumed_from / LOSS_SINCE_LOG.format(rank=self.args.process_index)
+        if path is None or not path.is_file():
+            return
+        saved = json.loads(path.read_text())
+        self._tr_loss.fill_(saved["loss_sum"])
+        self._globalstep_last_logged = saved["logged_step"]
 
     def evaluate(
         self,
@@ -237,6 +277,17 @@ class DcftTrainer(Trainer):
             self.args, self.state, self.control, metrics
         )
         return metrics
+
+
+class _RestoreLossSinceLog(TrainerCallback):
+    """Calls ``DcftTrainer.restore_loss_since_log`` when training begins: after the Trainer has
+    reset its loss sum, before the first step."""
+
+    def __init__(self, trainer: DcftTrainer) -> None:
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer.restore_loss_since_log()
 
 
 class AuxiliaryOptimizerCallback(TrainerCallback):

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -31,7 +32,14 @@ import dcft.train
 from dcft.methods.api import save_tensors
 from dcft.run.checkpoints import MANIFEST, damage
 from dcft.run.identity import RunIdentity
-from dcft.run.records import ForeignRecordError, lock_path, make_record, read_record, write_json
+from dcft.run.records import (
+    ForeignRecordError,
+    lock_path,
+    make_record,
+    read_record,
+    run_folder_lock,
+    write_json,
+)
 from dcft.run.run_lock import Owner, RunLockedError, run_lock
 from dcft.run.runner import PENDING_RECORD, run
 from dcft.run.trainer import TRAINABLE_STATE
@@ -143,8 +151,13 @@ def test_two_concurrent_sweeps_train_each_run_once(tmp_path, tiny_data):
 
 
 def write_lock(record_path: Path, pid: int, host: str = HOST) -> Path:
-    """A lock file as dcft.run_lock writes it, owned by ``pid`` on ``host``."""
-    lock = lock_path(record_path)
+    """The lock of the run whose record is ``record_path``, as dcft.run_lock writes it, owned by
+    ``pid`` on ``host``."""
+    return write_owner(lock_path(record_path), pid, host)
+
+
+def write_owner(lock: Path, pid: int, host: str = HOST) -> Path:
+    """The lock file ``lock`` as dcft.run_lock writes it, owned by ``pid`` on ``host``."""
     lock.parent.mkdir(parents=True, exist_ok=True)
     owner = Owner(host, pid, f"process:{host}/{pid}/0badc0de", "2026-01-01 00:00:00")
     lock.write_text(json.dumps(dataclasses.asdict(owner)))
@@ -185,6 +198,50 @@ def test_lock_of_a_live_process_makes_the_run_skip(tmp_path, tiny_data, caplog, 
         assert f"host {HOST}, pid {holder.pid}" in out
         assert lock.read_bytes() == before
         assert not records(tmp_path / "results")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("content", ["", '{"host": "h"', "\x00garbage\n", '{"pid": "1"}'])
+def test_malformed_lock_is_named_and_taken_over(tmp_path, tiny_data, caplog, content):
+    """Fault: an empty, truncated or garbage lock file (a copy tool, a full disk, an older
+    harness). dcft links a whole lock into place, so no live dcft process holds such a file: the
+    run names it as malformed, takes it over and trains (it used to skip with exit 0 as "held by
+    host ?, pid -1" for 10 minutes)."""
+    caplog.set_level(logging.INFO, logger="dcft")
+    argv = overrides(tmp_path, tiny_data)
+    lock = lock_path(record_path_of(argv))
+    lock.parent.mkdir(parents=True)
+    lock.write_text(content)
+
+    record = run(compose_config(argv))
+    assert record is not None and record["status"] == "finished"
+    assert f"took over the stale lock {lock} (malformed lock, content {content!r})" in caplog.text
+    assert not lock.exists()
+
+
+def test_one_trainer_per_run_folder_whatever_the_results_folder(
+    tmp_path, tiny_data, caplog, monkeypatch
+):
+    """Fault: two launches of one run with different results folders but the same outputs
+    folder (two sweeps writing their records apart). Both used to train in the same run folder,
+    over each other's checkpoints. The run folder has its own lock: the second launch is
+    skipped, naming the holder and the lock."""
+    caplog.set_level(logging.INFO, logger="dcft")
+    first = overrides(tmp_path, tiny_data)
+    second = [*first, f"results_dir={tmp_path / 'other-results'}"]
+    run_dir = Path(compose_config(first).run_dir)
+    assert Path(compose_config(second).run_dir) == run_dir
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        folder_lock = write_owner(run_folder_lock(run_dir), holder.pid)  # the first launch
+        never_trains(monkeypatch)
+        assert run(compose_config(second)) is None
+        out = caplog.text
+        assert f"skipped: run is held by another process (host {HOST}, pid {holder.pid}" in out
+        assert str(folder_lock) in out
+        assert not records(tmp_path)
     finally:
         holder.kill()
         holder.wait()
@@ -286,13 +343,14 @@ def test_nan_on_rank_1_writes_one_failed_record(tmp_path, tiny_data):
     """Fault: the loss of one process of a 2-process gloo launch becomes NaN at step 2. Every
     rank learns it in the same step (an all-reduced flag), so both processes stop instead of
     hanging in the next collective, and rank 0 writes one failed record naming the non-finite
-    loss and rank 1."""
+    loss and rank 1; the launch exits non-zero."""
     script = tmp_path / "nan_on_rank_1.py"
     script.write_text(NAN_ON_RANK_1)
     argv = [*TORCHRUN, str(script), *overrides(tmp_path, tiny_data, "trainer.max_steps=6")]
     proc = start(argv, tmp_path)
     out, err = finish(proc, timeout=240)
-    assert proc.returncode == 0, err[-3000:]
+    assert proc.returncode != 0, "a failed run must exit non-zero"
+    assert "run failed: training loss is not finite on rank(s) [1]" in err, err[-3000:]
 
     (path,) = records(tmp_path / "results")
     record = json.loads(path.read_text())
@@ -597,6 +655,76 @@ def test_failed_run_is_retried_only_when_asked(tmp_path, tiny_data, monkeypatch,
     assert read_record(path)["status"] == "finished"
 
 
+def test_leftovers_of_a_published_run_are_removed_on_the_next_visit(
+    tmp_path, tiny_data, monkeypatch, caplog
+):
+    """Fault: a run killed after writing its record but before removing its checkpoints and the
+    copy of the record kept in its run folder. The next visit found the record finished and
+    left them there forever; now it removes them, without training."""
+    caplog.set_level(logging.INFO, logger="dcft")
+    argv = overrides(tmp_path, tiny_data)
+    run(compose_config(argv))
+    (path,) = records(tmp_path / "results")
+    run_dir = Path(compose_config(argv).run_dir)
+    left = run_dir / "checkpoints" / "checkpoint-4"
+    left.mkdir(parents=True)
+    (left / "optimizer.pt").write_bytes(b"state")
+    shutil.copy(path, run_dir / PENDING_RECORD)
+
+    never_trains(monkeypatch)
+    again = run(compose_config(argv))
+    assert again == read_record(path)
+    assert not (run_dir / "checkpoints").exists()
+    assert not (run_dir / PENDING_RECORD).exists()
+    assert f"removed what the finished run left in {run_dir}" in caplog.text
+
+
+NAN_ON_SEED_0 = '''\
+"""dcft.train whose run of seed 0 fails with a non-finite loss (before training anything)."""
+import dcft.run.runner
+import dcft.train
+from dcft.run.trainer import NonFiniteLossError
+
+fit = dcft.run.runner.fit
+
+
+def fit_or_fail(model, tokenizer, data, cfg, **kwargs):
+    if cfg.seed == 0:
+        raise NonFiniteLossError("training loss is not finite (nan) at optimiser step 1")
+    return fit(model, tokenizer, data, cfg, **kwargs)
+
+
+dcft.run.runner.fit = fit_or_fail
+dcft.train.main()
+'''
+
+
+def test_nan_failed_run_exits_non_zero_and_the_sweep_goes_on(tmp_path, tiny_data):
+    """Fault: a run whose loss became NaN exited 0, so a scheduler or a shell loop could not tell
+    that it failed. In a multirun over seeds 0 and 1 where seed 0 fails, seed 1 still trains and
+    the launch exits non-zero; launched again, the failed run (not retried) exits non-zero too,
+    training nothing."""
+    script = tmp_path / "nan_on_seed_0.py"
+    script.write_text(NAN_ON_SEED_0)
+    sweep = start(
+        [sys.executable, str(script), "-m", *overrides(tmp_path, tiny_data, "seed=0,1")], tmp_path
+    )
+    out, err = finish(sweep)
+    assert sweep.returncode == 1, err[-3000:]
+    assert "run failed: training loss is not finite (nan) at optimiser step 1" in err, err[-3000:]
+    statuses = {
+        json.loads(p.read_text())["identity"]["seed"]: json.loads(p.read_text())["status"]
+        for p in records(tmp_path / "results")
+    }
+    assert statuses == {0: "failed", 1: "finished"}
+
+    again = start([*TRAIN, *overrides(tmp_path, tiny_data, "seed=0")], tmp_path)
+    out, err = finish(again)
+    assert again.returncode == 1, err[-3000:]
+    assert "not retried (retry_failed=true retries it)" in out, out[-3000:]
+    assert "run failed: training loss is not finite" in err, err[-3000:]
+
+
 # ---------------------------------------------------------------------------------------------
 # 12-13: permissions and preemption.
 
@@ -619,6 +747,61 @@ def test_records_get_the_umask_permissions(tmp_path, tiny_data):
         assert tensors.stat().st_mode & 0o777 == 0o660
     finally:
         os.umask(previous)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o007])
+def test_every_file_of_a_full_checkpoint_gets_the_umask(tmp_path, tiny_data, umask):
+    """Fault: full fine-tuning checkpoints (model.safetensors, written by transformers through
+    safetensors) were 0600 whatever the umask, hidden from a shared group. Every file the run
+    writes, checkpoints of a killed full fine-tuning run included, gets 0666 & ~umask."""
+    argv = overrides(tmp_path, tiny_data, "method=full")
+    cfg = compose_config(argv)
+    want = 0o666 & ~umask
+    previous = os.umask(umask)
+    try:
+        with pytest.raises(Killed):
+            run(cfg, callbacks=[KillAfterCheckpoint(2)])
+        checkpoint = Path(cfg.run_dir) / "checkpoints" / "checkpoint-2"
+        written = sorted(p for p in checkpoint.rglob("*") if p.is_file())
+        assert checkpoint / "model.safetensors" in written
+        assert {p.name: oct(p.stat().st_mode & 0o777) for p in written} == {
+            p.name: oct(want) for p in written
+        }
+        run(compose_config(argv))
+    finally:
+        os.umask(previous)
+    finished = sorted(p for p in tmp_path.rglob("*") if p.is_file() and "tiny_data" not in str(p))
+    assert len(finished) >= 3  # record, adapter, predictions
+    assert {str(p): oct(p.stat().st_mode & 0o777) for p in finished} == {
+        str(p): oct(want) for p in finished
+    }
+
+
+@pytest.mark.parametrize(("method", "limit"), [("full", 1_000_000), ("dcft", 30_000)])
+def test_storage_error_while_checkpointing_names_the_path_and_free_space(
+    tmp_path, tiny_data, method, limit
+):
+    """Fault: a full disk, quota or file-size limit while a checkpoint is written. It ended
+    with `unexpected pos 38912 vs 38800` (torch.save of the optimiser) or `SafetensorError ...
+    File too large` (a full model), naming no path. Reproduced with a file-size limit (the
+    model file of full fine-tuning, the optimiser state of DCFT exceed it): the error names the
+    checkpoint, the reason and the free space there, and the checkpoint is never sealed."""
+    cfg = compose_config(overrides(tmp_path, tiny_data, f"method={method}"))
+    checkpoint = Path(cfg.run_dir) / "checkpoints" / "checkpoint-2"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        with pytest.raises(OSError) as info:
+            run(cfg)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    message = str(info.value)
+    assert message.startswith(f"cannot write checkpoint {checkpoint}: "), message
+    assert re.search(r"; [0-9.]+ [KMG]iB free there$", message), message
+    assert not (checkpoint / MANIFEST).exists()
+    assert not records(tmp_path)
 
 
 def test_sigterm_saves_a_checkpoint_and_stops(tmp_path, tiny_data, caplog):
