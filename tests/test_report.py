@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,10 @@ import pytest
 import dcft.run.records
 from dcft.report.aggregate import build_table
 from dcft.report.cli import main, report
-from dcft.report.render import tidy, to_markdown
+from dcft.report.render import tidy, to_latex, to_markdown
 from dcft.report.runs import TWIN_LABEL, load_runs
 from dcft.report.stats import MISSING
+from dcft.report.study import render as study_summary
 from dcft.report.tables import TABLES
 from dcft.run.identity import RunIdentity, method_slug, resolved_options
 from dcft.run.records import make_record, write_json
@@ -350,6 +352,37 @@ def test_mini_scale_shows_a_study_task_the_paper_has_no_column_for(tmp_path: Pat
     )
     sst2 = tidy(result).query("task == 'sst2'")
     assert sst2["paper"].isna().all() and sst2["mean"].tolist() == pytest.approx([80.0])
+
+
+@pytest.mark.parametrize("select", ["best", "last"])
+def test_a_seed_without_a_finite_score_is_named_in_every_table(tmp_path: Path, select) -> None:
+    """Fault: a finished STS-B seed whose every evaluation scored Pearson NaN (a constant
+    prediction) has no best evaluation (records.summarize); the tables of the best evaluation
+    showed the cell as (n=2) without naming that seed (--select last named it). Every table
+    (Markdown, LaTeX, CSV) and the study summary, cells and paired differences, names it."""
+    root, finite = tmp_path / "runs", tmp_path / "finite"
+    for seed, score in ((0, 0.5), (1, math.nan), (2, 0.7)):
+        path = write_run(root, "stsb", seed, score, options={"kernel": 8}, model="minilm")
+        for folder in (root, finite):
+            write_run(folder, "stsb", seed, 0.6, method="lora", model="minilm")
+        if math.isnan(score):
+            record = json.loads(path.read_text())
+            record["best"] = None
+            path.write_text(json.dumps(record))
+
+    result = build_table(1, load_runs(root, select), "mini")
+    assert "60.00 ± 14.14 (n=2; NaN: seed 1)" in to_markdown(result)
+    assert "(n=2; NaN: seed 1)" in to_latex(result)
+    frame = tidy(result).query("task == 'stsb' and method_slug == 'dcft-k8-s8'")
+    assert frame["nan_seeds"].tolist() == ["1"] and frame["n"].tolist() == [2]
+    assert "nan_seeds" not in tidy(build_table(1, load_runs(finite, select), "mini"))
+
+    majority = {"cola": 0.0, "sst2": 50.0, "mrpc": 68.0, "stsb": 0.0}
+    summary = study_summary(load_runs(root, select).runs, majority, select)
+    assert "| DCFT (d=8) | — | — | — | 60.00 ± 14.14 (n=2; NaN: seed 1) |" in summary
+    # Pairs: 50 - 60 and 70 - 60; half-width t(0.975, 1) * 14.14 / sqrt(2) = 127.06.
+    pairs = "| all | +0.00 | [-127.06, +127.06] | 2 (NaN, left out: STS-B seed 1) |"
+    assert f"| DCFT (d=8) | LoRA (r=1) {pairs}" in summary
 
 
 def test_unknown_choices_are_named() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,12 +27,32 @@ ADAPTER_FORMAT = "dcft-adapter/1"
 def save_tensors(
     tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
 ) -> Path:
-    """``safetensors.torch.save_file``, then the umask's permissions: safetensors creates its
-    files 0600, which would hide adapters and checkpoints from the rest of a shared group."""
+    """``safetensors.torch.save_file``, then its metadata in sorted order and the umask's
+    permissions: safetensors creates its files 0600, which would hide adapters and checkpoints
+    from the rest of a shared group, and writes the metadata in hash-map order, which changes
+    from one call to the next: one state then always gives the same bytes."""
     path = Path(path)
     save_file(tensors, str(path), metadata=metadata)
+    _sort_metadata(path)
     path.chmod(new_file_mode())
     return path
+
+
+def _sort_metadata(path: Path) -> None:
+    """Rewrite the header of the safetensors file ``path`` with its ``__metadata__`` keys sorted
+    (in place: the same JSON, the same length, so the tensor data does not move)."""
+    with path.open("r+b") as handle:
+        (size,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(size))
+        metadata = header.get("__metadata__")
+        if not metadata or len(metadata) < 2:
+            return
+        header["__metadata__"] = dict(sorted(metadata.items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > size:  # another encoding than safetensors': leave the file as it is
+            return
+        handle.seek(8)
+        handle.write(text.ljust(size, b" "))
 
 
 def applied_method(model: nn.Module) -> Method | None:

@@ -12,11 +12,14 @@ How records become cells:
 * within one cell, records whose settings differ beyond the seed (e.g. learning rate) are kept
   apart: the cell shows the largest group (marked ``‡``), the others are listed as warnings;
 * a cell is the mean ± sample std (ddof = 1) over seeds of the selected evaluation (``best`` or
-  ``last`` of each record), in the paper's units (GLUE x 100); missing cells stay missing.
+  ``last`` of each record), in the paper's units (GLUE x 100); missing cells stay missing; a
+  seed whose score is NaN (or who has no best evaluation because every one was NaN) is named
+  in the cell, never averaged.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import fmean
@@ -85,6 +88,17 @@ def _newest(runs: Sequence[Run]) -> str:
     return max(str(r.record.get("created_at") or "") for r in runs)
 
 
+def _cell_stat(runs: Sequence[Run], cell: Cell) -> Stat | None:
+    """Mean ± std of ``cell`` over ``runs``. A run without the cell's score counts as NaN: its
+    selected evaluation has none (every evaluation of it scored NaN, e.g. STS-B's Pearson of a
+    constant prediction, so it has no best one), and it is named among the NaN seeds, never
+    left out silently."""
+    return Stat.of(
+        [r.scores.get(cell.split, {}).get(cell.metric, math.nan) * cell.factor for r in runs],
+        [r.seed for r in runs],
+    )
+
+
 def _fill(row: OurRow, conflicts: list[Conflict]) -> None:
     """Per task: the largest settings group gives the cells; the others become conflicts."""
     for task in dict.fromkeys(c.task for c in row.paper.cells):
@@ -102,21 +116,13 @@ def _fill(row: OurRow, conflicts: list[Conflict]) -> None:
             row.conflicted.add(task)
             first = next(c for c in row.paper.cells if c.task == task)
             for rank, (settings, runs) in enumerate(ranked):
-                scored = [r for r in runs if first.metric in r.scores.get(first.split, {})]
-                stat = Stat.of(
-                    [r.scores[first.split][first.metric] * first.factor for r in scored],
-                    [r.seed for r in scored],
-                )
+                stat = _cell_stat(runs, first)
                 score = f"{first.label} {first.metric} {format_stat(stat)}"
                 conflicts.append(
                     Conflict(row.paper.label, task, row.setting, settings, runs, score, rank == 0)
                 )
         for cell in (c for c in row.paper.cells if c.task == task):
-            scored = [r for r in shown if cell.metric in r.scores.get(cell.split, {})]
-            stat = Stat.of(
-                [r.scores[cell.split][cell.metric] * cell.factor for r in scored],
-                [r.seed for r in scored],
-            )
+            stat = _cell_stat(shown, cell)
             if stat is not None:
                 row.cells[cell] = stat
         timed = [r for r in shown if r.hours is not None]

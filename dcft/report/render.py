@@ -124,7 +124,8 @@ def _grid(
 
 
 def tidy(result: TableResult) -> pd.DataFrame:
-    """One line per (our row, printed cell) plus an ``avg`` line for averaged tables."""
+    """One line per (our row, printed cell) plus an ``avg`` line for averaged tables; a
+    ``nan_seeds`` column when some cell left out a seed whose score is NaN."""
     records = []
     for row in result.rows:
         params, ratio = _params_ours(row)
@@ -152,6 +153,7 @@ def tidy(result: TableResult) -> pd.DataFrame:
                     "metric": cell.metric,
                     "n": stat.n if stat else 0,
                     "seeds": " ".join(map(str, stat.seeds)) if stat else "",
+                    "nan_seeds": " ".join(map(str, stat.dropped)) if stat else "",
                     "mean": stat.mean if stat else None,
                     "std": stat.std if stat else None,
                     "paper": cell.paper,
@@ -179,7 +181,11 @@ def tidy(result: TableResult) -> pd.DataFrame:
                     "hours_paper": row.paper.hours.get("avg"),
                 }
             )
-    return pd.DataFrame.from_records(records)
+    frame = pd.DataFrame.from_records(records)
+    if "nan_seeds" in frame and not frame["nan_seeds"].fillna("").astype(bool).any():
+        # Only when a seed was dropped: the column names the NaN seeds the means leave out.
+        frame = frame.drop(columns="nan_seeds")
+    return frame
 
 
 def _title(result: TableResult) -> str:

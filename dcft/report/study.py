@@ -11,7 +11,6 @@ import argparse
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean, stdev
 
@@ -21,6 +20,7 @@ from scipy import stats as scipy_stats
 from dcft.data import DataUnavailableError, get_task, load_raw_splits
 from dcft.data.metrics import glue_metrics
 from dcft.report.runs import SELECTS, Run, load_runs
+from dcft.report.stats import Stat, format_stat
 
 TASKS = ("cola", "sst2", "mrpc", "stsb")
 # (slug, label) in the order printed; rows whose slug has no record are left out.
@@ -44,11 +44,11 @@ ROWS = (
 PAIRS = (("dcft-k8-s8", "lora-r1"), ("dcft-k8-s8", "full"), ("dcft-k2-s2", "full"))
 
 
-def score(run: Run) -> float | None:
-    """The task's headline metric of the selected evaluation, x100 (paper units)."""
+def score(run: Run) -> float:
+    """The task's headline metric of the selected evaluation, x100 (paper units); NaN when that
+    evaluation has none (a run whose every evaluation scored NaN has no best one)."""
     spec = get_task(run.task)
-    value = run.scores.get(spec.eval_splits[0], {}).get(spec.metric)
-    return None if value is None else 100 * value
+    return 100 * run.scores.get(spec.eval_splits[0], {}).get(spec.metric, math.nan)
 
 
 # The majority-class scores of the dev sets, committed so that the report renders without data.
@@ -89,49 +89,24 @@ def study_majority(data_dir: str | Path | None, path: Path = MAJORITY_FILE) -> d
     return majority
 
 
-@dataclass(frozen=True)
-class CellStat:
-    """Mean and std over a cell's seeds; NaN seeds (a collapsed correlation) are counted apart,
-    never averaged."""
-
-    mean: float
-    std: float
-    n: int
-    nan: int = 0
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> CellStat | None:
-        finite = [v for v in values if math.isfinite(v)]
-        nan = len(values) - len(finite)
-        if not finite:
-            return cls(math.nan, math.nan, 0, nan) if nan else None
-        spread = stdev(finite) if len(finite) > 1 else math.nan
-        return cls(fmean(finite), spread, len(finite), nan)
-
-    def text(self) -> str:
-        if self.n == 0:
-            return "NaN"
-        spread = f" ± {self.std:.2f}" if self.n > 1 else ""
-        return f"{self.mean:.2f}{spread}"
-
-    def seeds(self) -> str:
-        return f"n={self.n}" + (f", {self.nan} NaN" if self.nan else "")
+def _pairs(
+    a: Sequence[Run], b: Sequence[Run], tasks: Sequence[str] | None
+) -> list[tuple[str, int, float]]:
+    """(task, seed, A - B) over the (task, seed) pairs both have, of ``tasks`` (default all)."""
+    by_key = {(r.task, r.seed): score(r) for r in b}
+    return [
+        (r.task, r.seed, score(r) - by_key[(r.task, r.seed)])
+        for r in a
+        if (tasks is None or r.task in tasks) and (r.task, r.seed) in by_key
+    ]
 
 
 def paired_difference(
     a: Sequence[Run], b: Sequence[Run], tasks: Sequence[str] | None = None
 ) -> tuple[float, float, float, int]:
     """Mean of A - B over the (task, seed) pairs both have (of ``tasks``, default all), with a
-    95% t-interval."""
-    by_key = {(r.task, r.seed): score(r) for r in b}
-    diffs = [
-        score(r) - by_key[(r.task, r.seed)]
-        for r in a
-        if (tasks is None or r.task in tasks)
-        and by_key.get((r.task, r.seed)) is not None
-        and score(r) is not None
-    ]
-    diffs = [d for d in diffs if math.isfinite(d)]
+    95% t-interval; pairs with a NaN score are left out (``nan_pairs`` names them)."""
+    diffs = [d for _, _, d in _pairs(a, b, tasks) if math.isfinite(d)]
     if len(diffs) < 2:
         return math.nan, math.nan, math.nan, len(diffs)
     mean = fmean(diffs)
@@ -139,11 +114,23 @@ def paired_difference(
     return mean, mean - half, mean + half, len(diffs)
 
 
-def cell_stat(runs: Sequence[Run], task: str) -> CellStat | None:
-    return CellStat.of([s for r in runs if r.task == task and (s := score(r)) is not None])
+def nan_pairs(a: Sequence[Run], b: Sequence[Run], tasks: Sequence[str] | None = None) -> list[str]:
+    """The pairs ``paired_difference`` leaves out because A's or B's score is NaN."""
+    return [
+        f"{get_task(task).label} seed {seed}"
+        for task, seed, diff in _pairs(a, b, tasks)
+        if not math.isfinite(diff)
+    ]
 
 
-def learns(stat: CellStat | None, majority: float) -> bool:
+def cell_stat(runs: Sequence[Run], task: str) -> Stat | None:
+    """Mean ± std over the cell's seeds; NaN seeds (a collapsed correlation) are named apart,
+    never averaged."""
+    cell = [r for r in runs if r.task == task]
+    return Stat.of([score(r) for r in cell], [r.seed for r in cell])
+
+
+def learns(stat: Stat | None, majority: float) -> bool:
     """Above the majority class by more than twice the seed std, on at least 2 finite seeds."""
     return stat is not None and stat.n >= 2 and stat.mean - majority > 2 * stat.std
 
@@ -180,7 +167,7 @@ def render(runs: Sequence[Run], majority: dict[str, float], select: str) -> str:
                 cells.append("—")
                 continue
             mark = "" if learns(stat, majority[task]) else " *"
-            cells.append(f"{stat.text()} ({stat.seeds()}){mark}")
+            cells.append(f"{format_stat(stat)}{mark}")
         params = sorted({r.params for r in group if r.params is not None})
         hours = [r.hours for r in group if r.hours is not None]
         time_text = f"{3600 * fmean(hours):.0f} s" if hours else "—"
@@ -211,9 +198,11 @@ def render(runs: Sequence[Run], majority: dict[str, float], select: str) -> str:
             (learned, ", ".join(get_task(t).label for t in learned)),
         ):
             mean, low, high, n = paired_difference(runs_a, runs_b, tasks)
+            dropped = nan_pairs(runs_a, runs_b, tasks)
+            left_out = f" (NaN, left out: {', '.join(dropped)})" if dropped else ""
             lines.append(
                 f"| {labels[a]} | {labels[b]} | {named or 'none'} | {mean:+.2f} "
-                f"| [{low:+.2f}, {high:+.2f}] | {n} |"
+                f"| [{low:+.2f}, {high:+.2f}] | {n}{left_out} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
+from safetensors import safe_open
+from safetensors.torch import load_file
 
 import dcft.run.run_lock
 import dcft.run.runner
@@ -747,6 +749,28 @@ def test_records_get_the_umask_permissions(tmp_path, tiny_data):
         assert tensors.stat().st_mode & 0o777 == 0o660
     finally:
         os.umask(previous)
+
+
+def test_the_same_adapter_gives_the_same_bytes(tmp_path):
+    """Fault: safetensors writes the metadata (method, options, format) in hash-map order, which
+    changes from one save to the next, so a resumed run's adapter differed in its bytes from the
+    uninterrupted run's (same tensors; found by scripts/stress_resume.py). The metadata is
+    written sorted: one state, one file (and one sha256)."""
+    tensors = {"b": torch.ones(2, 3), "a": torch.arange(4.0)}
+    metadata = {"method": "dcft", "options": '{"kernel": 8, "note": "é"}', "format": "x"}
+    files = {
+        save_tensors(tensors, tmp_path / f"{i}.safetensors", metadata).read_bytes()
+        for i in range(8)
+    }
+    assert len(files) == 1
+    (written,) = files
+    size = int.from_bytes(written[:8], "little")
+    header = json.loads(written[8 : 8 + size])
+    assert list(header["__metadata__"]) == ["format", "method", "options"]
+    loaded = load_file(tmp_path / "0.safetensors")
+    assert torch.equal(loaded["a"], tensors["a"]) and torch.equal(loaded["b"], tensors["b"])
+    with safe_open(tmp_path / "0.safetensors", "pt") as handle:
+        assert handle.metadata() == metadata
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o007])
