@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .constraints import constraint_terms, validate_constraint
+from .constraints import validate_constraint
 from .dcft_ops import FusedDcftLinear
 from .layers import LinearAdapter, LowRankLinear
 from .registry import LowRankMethod, MatrixOptions, register
@@ -158,8 +158,8 @@ class DcftLinear(LowRankLinear):
             return self.structured(x, self.base)
         return super().forward(x)
 
-    def regularizer_terms(self) -> list[torch.Tensor]:
-        return constraint_terms(self.constraint, self.dcft_a, self.dcft_b)
+    def constrained_factors(self) -> tuple[str, torch.Tensor, torch.Tensor]:
+        return self.constraint, self.dcft_a, self.dcft_b
 
 
 @dataclass
