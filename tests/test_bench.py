@@ -60,3 +60,4 @@ def test_cli_defaults_follow_the_device() -> None:
     assert "max_memory_allocated" in cuda.memory_method
     assert cuda.precisions == ("fp32", "tf32", "bf16") and cpu.precisions == ("fp32",)
     assert bench.parse_args(["--models", "minilm"]).models == ("minilm",)
+    assert bench.parse_args(["--foreach"]).adamw_foreach and not cpu.adamw_foreach

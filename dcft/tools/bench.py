@@ -68,6 +68,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument(
         "--models", help="comma-separated whole-model backbones (default: deberta-v3-base,minilm)"
     )
+    parser.add_argument(
+        "--foreach",
+        action="store_true",
+        help="AdamW(foreach=True) in the whole-model step (default: torch's default AdamW, as "
+        "the trainer builds it)",
+    )
     parser.add_argument("--out-dir", type=Path, default=ROOT / "results" / "bench")
     args = parser.parse_args(argv)
     device_name = args.device
@@ -106,7 +112,13 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         settings["models"] = tuple(m.strip() for m in args.models.split(","))
     batch, seq = settings["step_batch"]
     settings["step_batch"] = (args.batch or batch, args.seq or seq)
-    return Settings(device=device, quick=args.quick, out_dir=args.out_dir, **settings)
+    return Settings(
+        device=device,
+        quick=args.quick,
+        out_dir=args.out_dir,
+        adamw_foreach=args.foreach,
+        **settings,
+    )
 
 
 @contextmanager

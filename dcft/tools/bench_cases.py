@@ -79,6 +79,7 @@ class Settings:
     layer_warmup: int
     step_warmup: int
     out_dir: Path
+    adamw_foreach: bool = False  # AdamW(foreach=True): one multi-tensor op per update stage
     memory_method: str = field(init=False)
 
     @property
@@ -263,7 +264,8 @@ def step_cases(s: Settings, name: str) -> list[StepCase]:
         torch.manual_seed(0)
         model = prepare(copy.deepcopy(backbone), method)
         trainable = [p for p in model.parameters() if p.requires_grad]
-        cases.append(StepCase(label, model, torch.optim.AdamW(trainable, lr=1e-5), batch))
+        optimizer = torch.optim.AdamW(trainable, lr=1e-5, foreach=s.adamw_foreach or None)
+        cases.append(StepCase(label, model, optimizer, batch))
     return cases
 
 

@@ -162,6 +162,7 @@ def write_report(
     """Write ``<device>[-quick].{md,csv}`` into ``s.out_dir``; return the ``.md`` path."""
     s.out_dir.mkdir(parents=True, exist_ok=True)
     stem = report_stem(s)
+    adamw = "AdamW(foreach=True)" if s.adamw_foreach else "AdamW as torch builds it by default"
     lines = [
         f"# Benchmark: {machine.get('gpu', s.device.type.upper())}",
         "",
@@ -188,7 +189,7 @@ def write_report(
         "the word-embedding output requires grad under every method, so input gradients reach "
         f"the first layer; {s.step_warmup} warm-up steps (the last one under the memory profiler) "
         f"+ {s.step_repeats} timed steps ({s.repeats_for('minilm')} for minilm), round-robin over "
-        "methods, all methods alive in one process; AdamW as torch builds it by default. "
+        f"methods, all methods alive in one process; {adamw}. "
         f"`{DCFT}` is the default path (impl=auto: structured), `{FLOOR}` trains the head only, "
         f"`{PEFT_LORA}` is peft's LoRA (r=1, alpha 2, no dropout, unfused as peft runs it) on "
         "the same six matrices with the same head.",
