@@ -28,7 +28,7 @@ help:
 	@echo "make reproduce-tableN [SCALE=mini] [SEEDS=n] [LAUNCHER=basic|gpus|local|slurm] [DRY_RUN=1]"
 	@echo "              the sweep behind the paper's Table N (N = $(TABLES)); reproduce-all runs them all"
 	@echo "make report   results/tables/: our tables beside the paper's, and Figures 2-3"
-	@echo "make bench    DCFT vs LoRA time, memory and adapter size: results/bench/"
+	@echo "make bench [BENCH_ARGS=...]  DCFT vs LoRA vs peft time, memory and adapter size: results/bench/"
 	@echo "make wandb-sync [OUTPUTS=outputs]  upload the offline W&B runs not synced yet (wandb login first)"
 	@echo "make study    the CPU study (MiniLM, the tables with a mini sweep, 3 seeds): trains the runs"
 	@echo "              without a record in results/study/runs (resumable over several sittings)"
@@ -88,7 +88,7 @@ study-lr-search: $(VENV)/.runtime
 	$(PY) -m dcft.tools.lr_search
 
 bench: $(VENV)/.runtime
-	$(PY) -m dcft.tools.bench
+	$(PY) -m dcft.tools.bench $(BENCH_ARGS)
 
 wandb-sync: $(VENV)/.runtime
 	$(PY) -m dcft.tools.wandb_sync sync --outputs $(or $(OUTPUTS),outputs)
