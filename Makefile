@@ -87,7 +87,8 @@ study: $(VENV)/.runtime
 study-lr-search: $(VENV)/.runtime
 	$(PY) -m dcft.tools.lr_search
 
-bench: $(VENV)/.runtime
+# The dev requirements: the benchmark runs peft's LoRA beside the harness's.
+bench: $(VENV)/.dev
 	$(PY) -m dcft.tools.bench $(BENCH_ARGS)
 
 wandb-sync: $(VENV)/.runtime
