@@ -28,7 +28,7 @@ help:
 	@echo "make reproduce-tableN [SCALE=mini] [SEEDS=n] [LAUNCHER=basic|gpus|local|slurm] [DRY_RUN=1]"
 	@echo "              the sweep behind the paper's Table N (N = $(TABLES)); reproduce-all runs them all"
 	@echo "make report   results/tables/: our tables beside the paper's, and Figures 2-3"
-	@echo "make bench    DCFT vs LoRA time, memory and adapter size: results/bench/"
+	@echo "make bench [BENCH_ARGS=...]  DCFT vs LoRA vs peft time, memory and adapter size: results/bench/"
 	@echo "make wandb-sync [OUTPUTS=outputs]  upload the offline W&B runs not synced yet (wandb login first)"
 	@echo "make study    the CPU study (MiniLM, the tables with a mini sweep, 3 seeds): trains the runs"
 	@echo "              without a record in results/study/runs (resumable over several sittings)"
@@ -100,8 +100,9 @@ converge-lr-search: $(VENV)/.runtime
 		hydra/launcher=joblib hydra.launcher.n_jobs=2
 	$(PY) -m dcft.tools.lr_search --search converge_lr_search --summarize
 
-bench: $(VENV)/.runtime
-	$(PY) -m dcft.tools.bench
+# The dev requirements: the benchmark runs peft's LoRA beside the harness's.
+bench: $(VENV)/.dev
+	$(PY) -m dcft.tools.bench $(BENCH_ARGS)
 
 wandb-sync: $(VENV)/.runtime
 	$(PY) -m dcft.tools.wandb_sync sync --outputs $(or $(OUTPUTS),outputs)

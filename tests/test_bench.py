@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 from dcft.tools import bench
-from dcft.tools.bench_cases import KERNELS, STEP_METHODS
+from dcft.tools.bench_cases import LAYER_CONFIGS, STEP_METHODS
 
 
 def test_quick_bench_writes_report(tmp_path: Path) -> None:
@@ -27,15 +27,26 @@ def test_quick_bench_writes_report(tmp_path: Path) -> None:
     text = report.read_text()
     for heading in ("## TARGETS", "## Per adapted layer", "## Whole-model training step"):
         assert heading in text
-    assert text.count("**MET**") + text.count("**NOT MET**") == 5
+    # 4 strides / frozen and d=8 / LoRA per layer, 6 per model and precision, the adapter file
+    assert text.count("**MET**") + text.count("**NOT MET**") == 4 + 1 + 6 + 1
     for label in STEP_METHODS:
         assert f"| {label} |" in text
+    assert "## Whole-model training step: tiny-deberta (fp32)" in text
+    assert "TF32 whole-model rows are measured on CUDA only: skipped" in text
+    assert "LoRA r=1 / peft LoRA r=1" in text
     rows = list(csv.DictReader((tmp_path / "cpu-quick.csv").open()))
     sections = {r["section"] for r in rows}
     assert sections == {"layer", "step", "file", "target"}
     layer_configs = {r["config"] for r in rows if r["section"] == "layer"}
-    # frozen, LoRA, DCFT fast and reference per d, LoRA and DCFT d=8 unfused
-    assert len(layer_configs) == 2 + 2 * len(KERNELS) + 2
+    assert len(layer_configs) == LAYER_CONFIGS == 15
+    assert {"DCFT structured d=8 s=1", "DCFT reference d=8 s=1"} <= layer_configs
+    peft_params = [
+        r for r in rows if r["config"] == "peft LoRA r=1" and r["metric"] == "trainable_params"
+    ]
+    lora_params = [
+        r for r in rows if r["config"] == "LoRA r=1" and r["metric"] == "trainable_params"
+    ]
+    assert peft_params[0]["median"] == lora_params[0]["median"] != "0"
     assert all(float(r["median"]) > 0 for r in rows if r["metric"] in ("seconds", "peak_bytes"))
 
 
@@ -47,3 +58,6 @@ def test_cli_defaults_follow_the_device() -> None:
     cuda = bench.parse_args(["--device", "cuda", "--repeats", "4", "--batch", "16"])
     assert cuda.step_batch == (16, 128) and cuda.layer_repeats == cuda.step_repeats == 4
     assert "max_memory_allocated" in cuda.memory_method
+    assert cuda.precisions == ("fp32", "tf32", "bf16") and cpu.precisions == ("fp32",)
+    assert bench.parse_args(["--models", "minilm"]).models == ("minilm",)
+    assert bench.parse_args(["--foreach"]).adamw_foreach and not cpu.adamw_foreach

@@ -1,5 +1,5 @@
-"""A DCFT fast layer allocates no n_in x n_out tensor and nothing token-sized beyond what the
-frozen Linear itself allocates.
+"""A DCFT fast or structured layer allocates no n_in x n_out tensor and nothing token-sized
+beyond what the frozen Linear itself allocates.
 
 Three independent views of one forward + backward: every op output that owns new storage (a
 TorchDispatchMode, backward included), the tensors autograd saves for backward
@@ -48,10 +48,10 @@ class AllocationRecorder(TorchDispatchMode):
         return out
 
 
-def make_dcft(impl: str, rank: int = 1, constraint: str = "orth") -> DcftLinear:
+def make_dcft(impl: str, rank: int = 1, constraint: str = "orth", stride: int = D) -> DcftLinear:
     torch.manual_seed(0)
     base = nn.Linear(N_IN, N_OUT).requires_grad_(False)
-    return DcftLinear(base, D, D, rank=rank, impl=impl, constraint=constraint)
+    return DcftLinear(base, D, stride, rank=rank, impl=impl, constraint=constraint)
 
 
 def inputs() -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,9 +92,23 @@ def test_the_frozen_linear_allocates_one_output_and_one_input_gradient():
     assert large_allocations(make_dcft("fast").base) == ONLY_OUTPUT_AND_GRAD_INPUT
 
 
-@pytest.mark.parametrize(("rank", "constraint"), [(1, "orth"), (2, "orth"), (1, "mpc_n")])
-def test_fast_layer_allocates_what_the_frozen_linear_allocates(rank: int, constraint: str) -> None:
-    layer = make_dcft("fast", rank, constraint)
+@pytest.mark.parametrize(
+    ("impl", "rank", "constraint", "stride"),
+    [
+        ("fast", 1, "orth", D),
+        ("fast", 2, "orth", D),
+        ("fast", 1, "mpc_n", D),
+        ("structured", 1, "orth", D),
+        ("structured", 2, "orth", D),
+        ("structured", 1, "mpc_n", D),
+        ("structured", 1, "orth", 2),
+        ("structured", 1, "orth", 1),
+    ],
+)
+def test_fast_layer_allocates_what_the_frozen_linear_allocates(
+    impl: str, rank: int, constraint: str, stride: int
+) -> None:
+    layer = make_dcft(impl, rank, constraint, stride)
     assert large_allocations(layer, rank) == ONLY_OUTPUT_AND_GRAD_INPUT
     assert dense_allocations(layer) == []
 
@@ -133,8 +147,9 @@ def saved_token_sized(layer: nn.Module) -> list[tuple[tuple[int, ...], bool]]:
     return saved
 
 
-def test_fast_layer_saves_only_the_input() -> None:
-    assert saved_token_sized(make_dcft("fast")) == [((BATCH, SEQ, N_IN), True)]
+@pytest.mark.parametrize(("impl", "stride"), [("fast", D), ("structured", D), ("structured", 2)])
+def test_fast_layer_saves_only_the_input(impl: str, stride: int) -> None:
+    assert saved_token_sized(make_dcft(impl, stride=stride)) == [((BATCH, SEQ, N_IN), True)]
     reference = saved_token_sized(make_dcft("reference"))
     assert ((N_IN, N_OUT), False) in reference
 

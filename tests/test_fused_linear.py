@@ -8,16 +8,26 @@ from torch import nn
 
 from dcft.methods.dcft import DcftLinear
 from dcft.methods.layers import FusedLowRankLinear
-from dcft.methods.lora import LoraLinear
+from dcft.methods.lora import LoraFALinear, LoraLinear
 from dcft.methods.sora import SoraLinear
 
 
-def as_given(down, up):
-    return down, up
+class AsGiven:
+    """Factors passed as they are; their gradients in closed form (the identity) or through
+    autograd over ``build_factors``."""
+
+    def __init__(self, closed_form_grads: bool) -> None:
+        self.closed_form_grads = closed_form_grads
+
+    def build_factors(self, down, up):
+        return down, up
+
+    def factor_grads(self, grad_down, grad_up):
+        return grad_down, grad_up
 
 
-def fused(x, weight, bias, down, up, relu):
-    return FusedLowRankLinear.apply(x, weight, bias, as_given, relu, down, up)
+def fused(x, weight, bias, down, up, relu, closed_form=True):
+    return FusedLowRankLinear.apply(x, weight, bias, AsGiven(closed_form), relu, down, up)
 
 
 def unfused(x, weight, bias, down, up, relu):
@@ -34,11 +44,12 @@ def leaves(n_in: int, n_out: int, h: int, bias: bool, dtype: torch.dtype) -> lis
     ]
 
 
+@pytest.mark.parametrize("closed_form", [True, False])
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("bias", [False, True])
-def test_fused_op_passes_gradcheck_on_every_input(relu, bias):
+def test_fused_op_passes_gradcheck_on_every_input(relu, bias, closed_form):
     x, weight, b, down, up = leaves(6, 5, 3, bias, torch.float64)
-    torch.autograd.gradcheck(lambda *t: fused(*t, relu), (x, weight, b, down, up))
+    torch.autograd.gradcheck(lambda *t: fused(*t, relu, closed_form), (x, weight, b, down, up))
 
 
 @pytest.mark.parametrize("relu", [False, True])
@@ -56,12 +67,13 @@ def test_fused_op_equals_unfused_float64(n_in, n_out, h, relu):
         torch.testing.assert_close(mine.grad, theirs.grad)
 
 
-def test_frozen_weight_and_frozen_down_get_no_gradient():
+@pytest.mark.parametrize("closed_form", [True, False])
+def test_frozen_weight_and_frozen_down_get_no_gradient(closed_form):
     x, weight, b, down, up = leaves(8, 4, 2, True, torch.float32)
     weight.requires_grad_(False)
     b.requires_grad_(False)
     down.requires_grad_(False)
-    fused(x, weight, b, down, up, False).sum().backward()
+    fused(x, weight, b, down, up, False, closed_form).sum().backward()
     assert weight.grad is None and b.grad is None and down.grad is None
     assert x.grad is not None and up.grad is not None
 
@@ -87,6 +99,8 @@ def make_layers() -> dict[str, nn.Module]:
     layers = {
         "lora": LoraLinear(base, r=2, alpha=4),
         "lorafa": LoraLinear(base, r=2, alpha=4, freeze_a=True),
+        "lorafa_peft": LoraFALinear(base, r=2, alpha=4, grad_scaling="peft"),
+        "dcft_fast": DcftLinear(base, 4, 4, rank=2, init="lora", impl="fast"),
         "lora_mpc_n": LoraLinear(base, r=2, alpha=4, constraint="mpc_n"),
         "sora": SoraLinear(base, r=3, alpha=6),
         "dcft": DcftLinear(base, 4, 4, rank=2, init="lora"),

@@ -12,6 +12,7 @@ from torch import nn
 
 import dcft
 from dcft.methods.adapters import BottleneckAdapter
+from dcft.methods.constraints import CONSTRAINTS, constraint_terms, stacked_constraint_terms
 from dcft.methods.dcft import DcftLinear
 from dcft.methods.lora import LoraLinear
 from dcft.methods.scaling import ScaledLinear
@@ -163,7 +164,8 @@ def test_authors_default_is_unsquared_orth_with_gamma_point_one():
     a, b = layer.dcft_a.detach().double(), layer.dcft_b.detach().double()
     # k = 1: | ||a||^2 - 1 | for a and for b (NOTES.md)
     first = [abs((a**2).sum().item() - 1), abs((b**2).sum().item() - 1)]
-    assert [t.item() for t in layer.regularizer_terms()] == pytest.approx(first, rel=1e-5)
+    terms = constraint_terms(*layer.constrained_factors())
+    assert [t.item() for t in terms] == pytest.approx(first, rel=1e-5)
     assert dcft.methods.applied_method(model).options.gamma == 0.1
 
 
@@ -251,3 +253,19 @@ def test_qa_models_keep_qa_outputs_as_the_head(arch):
     head = {n for n, p in model.named_parameters() if p.requires_grad and "dcft_" not in n}
     assert head == {"qa_outputs.weight", "qa_outputs.bias"}
     assert dcft.count_parameters(model)["head"] == 48 * 2 + 2
+
+
+@pytest.mark.parametrize("constraint", CONSTRAINTS)
+def test_stacked_terms_equal_the_terms_pair_by_pair(constraint):
+    generator = torch.Generator().manual_seed(0)
+    shapes = [((2, 6), (5, 2)), ((2, 6), (9, 2)), ((2, 4), (5, 2)), ((2, 6), (5, 2))]
+    pairs = [
+        (torch.randn(a, generator=generator), torch.randn(b, generator=generator))
+        for a, b in shapes
+    ]
+    one_by_one = [t for a, b in pairs for t in constraint_terms(constraint, a, b)]
+    stacked = stacked_constraint_terms(constraint, pairs)
+    assert stacked.numel() == len(one_by_one) == (0 if constraint in ("none", "mpc_n") else 8)
+    if one_by_one:
+        expected = torch.stack(one_by_one).sort().values
+        torch.testing.assert_close(stacked.sort().values, expected)

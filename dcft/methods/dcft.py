@@ -5,13 +5,14 @@ H = (n - d) / stride + 1 so that the transposed convolution lands exactly on n. 
 ``Delta^T = conv_transpose2d(a^T b^T, C, stride)`` of shape (n_in x n_out), applied as
 ``y = base(x) + (alpha / r) * x @ Delta^T``.
 
-Two paths compute the same function:
-- ``reference``: builds Delta^T with conv_transpose2d (any stride <= kernel), as the authors do.
-- ``fast`` (stride == kernel): Delta^T = kron(a^T b^T, C) = kron(a, I_d)^T @ kron(b^T, C), so
-  ``x @ Delta^T`` is two skinny matrix products with a (k*d x n_in) and a (k*d x n_out) factor,
-  built from a, b and C in forward and again in backward (autograd folds their gradients back):
-  k * d * (n_in + n_out) multiply-adds per token, no n_in x n_out matrix. The layer then runs
-  exactly like LoRA with rank k*d, fused with the frozen Linear (``FusedLowRankLinear``).
+Three paths compute the same function (``impl``; ``auto``, the default, is ``structured``):
+- ``structured`` (any stride <= kernel): x @ Delta^T from a, b and C by their structure
+  (``dcft_ops``): contract x's windows with a, mix with C, spread over b; k * d * (n_in / s + d +
+  n_out) multiply-adds per token, fused with the frozen Linear (``FusedDcftLinear``).
+- ``fast`` (stride == kernel): Delta^T = kron(a^T b^T, C) = kron(a, I_d)^T @ kron(b^T, C), run as
+  LoRA with rank k*d (``FusedLowRankLinear``): the earlier fast path, kept for comparison.
+- ``reference``: builds the dense Delta^T with conv_transpose2d every forward, as the authors do
+  (Table 5 times this path so that its hours compare with the paper's).
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .constraints import constraint_terms, validate_constraint
+from .constraints import validate_constraint
+from .dcft_ops import FusedDcftLinear
 from .layers import LinearAdapter, LowRankLinear
 from .registry import LowRankMethod, MatrixOptions, register
 
 INITS = ("authors", "lora")
-IMPLS = ("auto", "fast", "reference")
+IMPLS = ("auto", "structured", "fast", "reference")
 
 
 def input_side(n: int, kernel: int, stride: int) -> int:
@@ -76,11 +78,15 @@ class DcftLinear(LowRankLinear):
                     f"(Linear {n_in} -> {n_out}): {side}={n} needs (n - kernel) divisible by "
                     "stride and n >= kernel"
                 )
-        self.fast = impl == "fast" or (impl == "auto" and stride == kernel)
-        if self.fast and stride != kernel:
+        if impl not in IMPLS:
+            raise ValueError(f"unknown DCFT impl {impl!r}; valid: {', '.join(IMPLS)}")
+        self.path = "structured" if impl == "auto" else impl
+        if self.path == "fast" and stride != kernel:
             raise ValueError(f"DCFT impl 'fast' needs stride == kernel, got {stride} != {kernel}")
-        if constraint == "mpc_n" and not self.fast:
-            raise ValueError("DCFT with the mpc_n ReLU needs the fast path (stride == kernel)")
+        if constraint == "mpc_n" and (stride != kernel or self.path == "reference"):
+            raise ValueError(
+                "DCFT with the mpc_n ReLU needs stride == kernel and impl auto, structured or fast"
+            )
         self.kernel_size, self.stride, self.scale, self.constraint = (
             kernel,
             stride,
@@ -130,15 +136,30 @@ class DcftLinear(LowRankLinear):
         return kron_factors(a, b, kernel, self.scale)
 
     def fused(self) -> bool:
-        return self.fuse and self.fast
+        return self.fuse and self.path != "reference"
+
+    def structured(self, x: torch.Tensor, base: nn.Linear | None) -> torch.Tensor:
+        """``base(x) + update(x)`` as one op (the update alone without ``base``)."""
+        weight, bias = (None, None) if base is None else (base.weight, base.bias)
+        a, b, kernel = self.factor_parameters()
+        return FusedDcftLinear.apply(
+            x, weight, bias, a, b, kernel, self.scale, self.stride, self.relu
+        )
 
     def update(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fast:
+        if self.path == "structured":
+            return self.structured(x, None)
+        if self.path == "fast":
             return super().update(x)
         return (x @ self.delta_transposed()) * self.scale
 
-    def regularizer_terms(self) -> list[torch.Tensor]:
-        return constraint_terms(self.constraint, self.dcft_a, self.dcft_b)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.path == "structured" and self.fused() and not self.merged:
+            return self.structured(x, self.base)
+        return super().forward(x)
+
+    def constrained_factors(self) -> tuple[str, torch.Tensor, torch.Tensor]:
+        return self.constraint, self.dcft_a, self.dcft_b
 
 
 @dataclass
@@ -146,7 +167,8 @@ class DcftOptions(MatrixOptions):
     """kernel: d; stride: defaults to the kernel (the paper's setting); rank: k (the authors fix
     k = 1); the update is scaled by alpha / r (authors: alpha 16 or 32, r 8); init: ``authors``
     (a, b, C ~ N(0, 0.02^2)) or ``lora`` (b = 0, a and C ~ N(0, 1/fan_in)); constraint and its
-    weight gamma (authors: ``orth``, 0.1); impl: auto | fast | reference."""
+    weight gamma (authors: ``orth``, 0.1); impl: auto (= structured) | structured | fast |
+    reference."""
 
     kernel: int = 8
     stride: int | None = None

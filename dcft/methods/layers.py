@@ -14,8 +14,6 @@ keeps nothing for backward but x and its own parameters.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,9 +25,10 @@ class AdapterModule(nn.Module):
     def adapter_parameters(self) -> dict[str, nn.Parameter]:
         return {n: p for n, p in self.named_parameters() if not n.startswith("base.")}
 
-    def regularizer_terms(self) -> list[torch.Tensor]:
-        """Per-tensor penalty terms; the method averages them over the model."""
-        return []
+    def constrained_factors(self) -> tuple[str, torch.Tensor, torch.Tensor] | None:
+        """(constraint, A, B) of a low-rank pair under a constraint (constraints.py), or None; the
+        method averages the per-factor terms over the model."""
+        return None
 
 
 class LinearAdapter(AdapterModule):
@@ -87,20 +86,18 @@ class LinearAdapter(AdapterModule):
             self.merged = False
 
 
-FactorBuilder = Callable[..., tuple[torch.Tensor, torch.Tensor]]
-
-
 class FusedLowRankLinear(torch.autograd.Function):
     """``F.linear(x, weight, bias) + act(x @ down^T) @ up`` (act: identity or ReLU) as one op,
-    with ``(down, up) = build(*params)``.
+    with ``(down, up) = layer.build_factors(*params)``.
 
     Unfused, the update costs a tokens x n_out output, a tokens x n_out sum, and in backward a
     second tokens x n_in input gradient plus the add that accumulates it; here the update is
     accumulated in place into the frozen layer's output (``addmm_``) and into its input gradient.
     Only x, the weight and ``params`` are saved: backward rebuilds the small factors and the
-    (tokens x h) hidden, and autograd carries the factor gradients back to ``params`` through
-    ``build``. Computation runs in the output's dtype (bf16/fp16 under CUDA autocast) and each
-    gradient is returned in its input's dtype."""
+    (tokens x h) hidden. The factor gradients go back to ``params`` through
+    ``layer.factor_grads`` where the layer has them in closed form (LoRA), else through autograd
+    over ``build_factors``. Computation runs in the output's dtype (bf16/fp16 under CUDA autocast)
+    and each gradient is returned in its input's dtype."""
 
     @staticmethod
     def forward(
@@ -108,11 +105,11 @@ class FusedLowRankLinear(torch.autograd.Function):
         x: torch.Tensor,
         weight: torch.Tensor,
         bias: torch.Tensor | None,
-        build: FactorBuilder,
+        layer: LowRankLinear,
         relu: bool,
         *params: torch.Tensor,
     ) -> torch.Tensor:
-        down, up = build(*params)
+        down, up = layer.build_factors(*params)
         x2d = x.reshape(-1, x.shape[-1])
         out = F.linear(x2d, weight, bias)
         hidden = F.linear(x2d.to(out.dtype), down.to(out.dtype))
@@ -120,7 +117,7 @@ class FusedLowRankLinear(torch.autograd.Function):
             hidden = hidden.relu_()
         out.addmm_(hidden, up.to(out.dtype))
         ctx.save_for_backward(x, weight, *params)
-        ctx.build, ctx.relu = build, relu
+        ctx.layer, ctx.relu = layer, relu
         return out.view(*x.shape[:-1], out.shape[-1])
 
     @staticmethod
@@ -130,11 +127,17 @@ class FusedLowRankLinear(torch.autograd.Function):
     ) -> tuple[torch.Tensor | None, ...]:
         x, weight, *params = ctx.saved_tensors
         need_x, need_w, need_b, _, _, *need_params = ctx.needs_input_grad
-        with torch.enable_grad():
-            leaves = [
-                p.detach().requires_grad_(n) for p, n in zip(params, need_params, strict=True)
-            ]
-            down, up = ctx.build(*leaves)
+        layer = ctx.layer
+        if layer.closed_form_grads:
+            down, up = layer.build_factors(*params)
+            need_down, need_up = need_params[:2]
+        else:
+            with torch.enable_grad():
+                leaves = [
+                    p.detach().requires_grad_(n) for p, n in zip(params, need_params, strict=True)
+                ]
+                down, up = layer.build_factors(*leaves)
+            need_down, need_up = down.requires_grad, up.requires_grad
         dtype = grad_out.dtype
         grad2d = grad_out.reshape(-1, grad_out.shape[-1])
         x2d = x.reshape(-1, x.shape[-1]).to(dtype)
@@ -152,20 +155,32 @@ class FusedLowRankLinear(torch.autograd.Function):
             grad_w = (grad2d.T @ x2d).to(weight.dtype)
         if need_b:
             grad_b = grad2d.sum(0).to(weight.dtype)
-        factor_grads: dict[torch.Tensor, torch.Tensor] = {}
-        if down.requires_grad:
-            factor_grads[down] = (grad_hidden.T @ x2d).to(down.dtype)
-        if up.requires_grad:
-            factor_grads[up] = (hidden.T @ grad2d).to(up.dtype)
-        wanted = [leaf for leaf in leaves if leaf.requires_grad]
-        found = {}
-        if wanted:
-            grads = torch.autograd.grad(
-                list(factor_grads), wanted, list(factor_grads.values()), allow_unused=True
-            )
-            found = dict(zip(wanted, grads, strict=True))
-        grad_params = [found.get(leaf) for leaf in leaves]
+        grad_down = (grad_hidden.T @ x2d).to(down.dtype) if need_down else None
+        grad_up = (hidden.T @ grad2d).to(up.dtype) if need_up else None
+        if layer.closed_form_grads:
+            grad_params = list(layer.factor_grads(grad_down, grad_up))
+        else:
+            grad_params = autograd_factor_grads(leaves, (down, grad_down), (up, grad_up))
         return grad_x, grad_w, grad_b, None, None, *grad_params
+
+
+def autograd_factor_grads(
+    leaves: list[torch.Tensor], *factor_and_grad: tuple[torch.Tensor, torch.Tensor | None]
+) -> list[torch.Tensor | None]:
+    """Gradients of ``leaves`` given those of the factors built from them (None where unused)."""
+    pairs = [(f, g) for f, g in factor_and_grad if g is not None]
+    wanted = [leaf for leaf in leaves if leaf.requires_grad]
+    found = {}
+    if wanted and pairs:
+        factors, grads = zip(*pairs, strict=True)
+        found = dict(
+            zip(
+                wanted,
+                torch.autograd.grad(factors, wanted, grads, allow_unused=True),
+                strict=True,
+            )
+        )
+    return [found.get(leaf) for leaf in leaves]
 
 
 class LowRankLinear(LinearAdapter):
@@ -176,11 +191,20 @@ class LowRankLinear(LinearAdapter):
     relu: bool = False
     # False runs ``base(x) + update(x)`` as separate ops (the benchmark's unfused baseline).
     fuse: bool = True
+    # True: ``factor_grads`` maps the gradients of (down, up) to those of the factor parameters
+    # (no autograd graph over ``build_factors`` in backward).
+    closed_form_grads: bool = False
 
     def factor_parameters(self) -> tuple[nn.Parameter, ...]:
         raise NotImplementedError
 
     def build_factors(self, *params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def factor_grads(
+        self, grad_down: torch.Tensor | None, grad_up: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, ...]:
+        """The factor parameters' gradients from those of (down, up) (``closed_form_grads``)."""
         raise NotImplementedError
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,10 +223,5 @@ class LowRankLinear(LinearAdapter):
         if self.merged or not self.fused():
             return super().forward(x)
         return FusedLowRankLinear.apply(
-            x,
-            self.base.weight,
-            self.base.bias,
-            self.build_factors,
-            self.relu,
-            *self.factor_parameters(),
+            x, self.base.weight, self.base.bias, self, self.relu, *self.factor_parameters()
         )

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .constraints import constraint_terms, validate_constraint
+from .constraints import validate_constraint
 from .layers import LinearAdapter, LowRankLinear
 from .registry import LowRankMethod, MatrixOptions, register
 
@@ -84,8 +84,15 @@ class LoraLinear(LowRankLinear):
     def factor_parameters(self) -> tuple[nn.Parameter, ...]:
         return self.lora_A, self.lora_B
 
+    closed_form_grads = True
+
     def build_factors(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return a, (b * self.scale).T
+
+    def factor_grads(
+        self, grad_down: torch.Tensor | None, grad_up: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, ...]:
+        return grad_down, None if grad_up is None else grad_up.T * self.scale
 
     def fused(self) -> bool:
         return self.fuse and not (self.training and isinstance(self.dropout, nn.Dropout))
@@ -100,8 +107,8 @@ class LoraLinear(LowRankLinear):
             )
         return (self.lora_B @ self.lora_A) * self.scale
 
-    def regularizer_terms(self) -> list[torch.Tensor]:
-        return constraint_terms(self.constraint, self.lora_A, self.lora_B)
+    def constrained_factors(self) -> tuple[str, torch.Tensor, torch.Tensor]:
+        return self.constraint, self.lora_A, self.lora_B
 
 
 class LoraFALinear(LoraLinear):
@@ -118,6 +125,8 @@ class LoraFALinear(LoraLinear):
     ) -> None:
         super().__init__(base, r, alpha, dropout, constraint, freeze_a=True)
         self.grad_scaling = grad_scaling
+        # peft's rescaling of B's gradient runs in autograd (PeftLoraFAGradient)
+        self.closed_form_grads = grad_scaling != "peft"
 
     def build_factors(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.grad_scaling == "peft":

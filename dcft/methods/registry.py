@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from .constraints import stacked_constraint_terms
 from .layers import AdapterModule, LinearAdapter
 from .targets import Site, matrix_sites, validate_targets
 
@@ -133,13 +134,14 @@ class LowRankMethod(Method):
         return tuple(self.options.targets)
 
     def regularizer(self, model: nn.Module) -> torch.Tensor | None:
+        """gamma * the mean of every constrained factor's term over the model."""
         gamma = getattr(self.options, "gamma", 0.0)
-        terms = [
-            t
-            for m in model.modules()
-            if isinstance(m, AdapterModule)
-            for t in m.regularizer_terms()
-        ]
+        by_constraint: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        for m in model.modules():
+            if isinstance(m, AdapterModule) and (found := m.constrained_factors()) is not None:
+                by_constraint.setdefault(found[0], []).append(found[1:])
+        terms = [stacked_constraint_terms(c, pairs) for c, pairs in by_constraint.items()]
+        terms = [t for t in terms if t.numel()]
         if not terms or gamma == 0:
             return None
-        return gamma * torch.stack(terms).mean()
+        return gamma * torch.cat(terms).mean()

@@ -36,6 +36,8 @@ from .registry import LowRankMethod, MatrixOptions, register
 
 
 class SoraLinear(LoraLinear):
+    closed_form_grads = False  # the gate's gradient comes through autograd over build_factors
+
     def __init__(self, base: nn.Linear, r: int, alpha: float, dropout: float = 0.0) -> None:
         super().__init__(base, r, alpha, dropout)
         self.lora_gate = nn.Parameter(torch.randn(r, device=base.weight.device))

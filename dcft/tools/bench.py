@@ -1,15 +1,19 @@
 """Speed, memory and adapter-size benchmark of DCFT against its baselines, in one process.
 
 Per adapted layer (DeBERTaV3-base shapes): forward + backward of the frozen Linear (input requires
-grad, as inside a network), LoRA r=1, DCFT fast and DCFT reference for d in 2, 4, 8, and LoRA r=1
-and DCFT fast d=8 unfused (``base(x) + update(x)`` as separate ops, what the fusion saves). Whole-model
-training step (DeBERTaV3-base shape with random weights, and the pretrained MiniLM): frozen floor
-(head only; input gradients flow to the first layer), LoRA r=1, DCFT d=8 fast and reference,
-BitFit, full FT. Adapter file sizes via ``save_adapter``. Writes results/bench/<device>.{md,csv}
+grad, as inside a network), LoRA r=1, DCFT on the structured path (the default) for d in 2, 4, 8
+at stride d and for strides 4, 2, 1 at d=8, the Kronecker fast path at d=8, the reference path
+(the authors' dense update) at d=8 for every stride, and LoRA r=1 and structured DCFT d=8 unfused
+(``base(x) + update(x)`` as separate ops, what the fusion saves). Whole-model training step
+(DeBERTaV3-base shape with random weights, and the pretrained MiniLM): frozen floor (head only;
+input gradients flow to the first layer), LoRA r=1, peft's LoRA r=1, DCFT d=8 (default, fast and
+reference path), BitFit, full FT; on CUDA in fp32, TF32 and bf16 autocast. Adapter file sizes via
+``save_adapter``. Writes results/bench/<device>.{md,csv} (on CUDA <device> is the GPU's name)
 with a TARGETS section.
 
-    python -m dcft.tools.bench              # CPU here, CUDA where present (~3 min on 2 cores)
+    python -m dcft.tools.bench              # CPU here, CUDA where present (~5 min on 2 cores)
     python -m dcft.tools.bench --quick --out-dir /tmp/bench   # tiny shapes, seconds (smoke test)
+    python -m dcft.tools.bench --models minilm --repeats 1 --out-dir /tmp/bench  # real shapes, short
 
 The cases and their measurement are in ``bench_cases``, the targets and the files in
 ``bench_report``, the timing and memory primitives in ``benchmark``.
@@ -61,6 +65,15 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     )
     parser.add_argument("--batch", type=int, help="whole-model batch size")
     parser.add_argument("--seq", type=int, help="whole-model sequence length")
+    parser.add_argument(
+        "--models", help="comma-separated whole-model backbones (default: deberta-v3-base,minilm)"
+    )
+    parser.add_argument(
+        "--foreach",
+        action="store_true",
+        help="AdamW(foreach=True) in the whole-model step (default: torch's default AdamW, as "
+        "the trainer builds it)",
+    )
     parser.add_argument("--out-dir", type=Path, default=ROOT / "results" / "bench")
     args = parser.parse_args(argv)
     device_name = args.device
@@ -95,18 +108,27 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     if args.warmup is not None:
         settings["layer_warmup"] = max(1, args.warmup)
         settings["step_warmup"] = max(2, args.warmup)
+    if args.models:
+        settings["models"] = tuple(m.strip() for m in args.models.split(","))
     batch, seq = settings["step_batch"]
     settings["step_batch"] = (args.batch or batch, args.seq or seq)
-    return Settings(device=device, quick=args.quick, out_dir=args.out_dir, **settings)
+    return Settings(
+        device=device,
+        quick=args.quick,
+        out_dir=args.out_dir,
+        adamw_foreach=args.foreach,
+        **settings,
+    )
 
 
 @contextmanager
 def progress(s: Settings) -> Iterator[tqdm]:
-    """One bar over every call: layer cases (3 shapes), model steps, adapter files."""
+    """One bar over every call: layer cases (3 shapes), model steps per precision, adapter files."""
     n_layer = 3 * LAYER_CONFIGS
     n_step = len(STEP_METHODS)
     total = n_layer * (s.layer_warmup + s.layer_repeats)
-    total += sum(n_step * (s.step_warmup + s.repeats_for(m)) for m in s.models) + n_step
+    steps = sum(n_step * (s.step_warmup + s.repeats_for(m)) for m in s.models)
+    total += steps * len(s.precisions) + n_step
     with tqdm(total=total, unit="call", dynamic_ncols=True) as bar:
         yield bar
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,22 +26,44 @@ from dcft.methods import (
 )
 from dcft.methods.dcft import DcftLinear
 from dcft.methods.lora import LoraLinear
+from dcft.methods.targets import TARGET_NAMES, matrix_sites
 from dcft.run.models import build_model, repo_config
 from dcft.tools.benchmark import live_bytes, peak_bytes_during, time_interleaved
 
-KERNELS = (2, 4, 8)
-# Per shape: frozen Linear, LoRA r=1, DCFT fast and reference per d, LoRA and DCFT d=8 unfused.
-LAYER_CONFIGS = 2 + 2 * len(KERNELS) + 2
-FLOOR, LORA, DCFT_FAST, DCFT_REF = "frozen floor", "LoRA r=1", "DCFT d=8 fast", "DCFT d=8 reference"
-# label -> (method name, options); None is the frozen floor (only the head trains).
+KERNELS = (2, 4, 8)  # per layer, structured path at stride = kernel (Table 4)
+STRIDES = (8, 4, 2, 1)  # per layer at d = 8, structured and reference path (Table 5)
+
+
+def layer_label(impl: str, kernel: int, stride: int) -> str:
+    return f"DCFT {impl} d={kernel} s={stride}"
+
+
+# Per shape: label -> (impl, kernel, stride) of every DCFT row (the frozen Linear, LoRA r=1 and
+# the unfused rows are added by layer_cases).
+DCFT_LAYERS: dict[str, tuple[str, int, int]] = {
+    **{layer_label("structured", d, d): ("structured", d, d) for d in KERNELS},
+    **{layer_label("structured", 8, s): ("structured", 8, s) for s in STRIDES if s != 8},
+    layer_label("fast", 8, 8): ("fast", 8, 8),
+    **{layer_label("reference", 8, s): ("reference", 8, s) for s in STRIDES},
+}
+UNFUSED = ("LoRA r=1 unfused", f"{layer_label('structured', 8, 8)} unfused")
+LAYER_CONFIGS = 2 + len(DCFT_LAYERS) + len(UNFUSED)
+FLOOR, LORA, PEFT_LORA = "frozen floor", "LoRA r=1", "peft LoRA r=1"
+DCFT, DCFT_FAST, DCFT_REF = "DCFT d=8", "DCFT d=8 fast", "DCFT d=8 reference"
+# label -> (method name, options); None is the frozen floor (only the head trains); PEFT_LORA is
+# peft's LoRA on the same six matrices (``peft_lora``).
 STEP_METHODS: dict[str, tuple[str, dict] | None] = {
     FLOOR: None,
     LORA: ("lora", {"r": 1}),
+    PEFT_LORA: ("peft-lora", {"r": 1, "alpha": 2.0}),
+    DCFT: ("dcft", {"kernel": 8}),
     DCFT_FAST: ("dcft", {"kernel": 8, "impl": "fast"}),
     DCFT_REF: ("dcft", {"kernel": 8, "impl": "reference"}),
     "BitFit": ("bitfit", {}),
     "full FT": ("full", {}),
 }
+# Whole-step precisions: fp32 everywhere; on CUDA also TF32 matmuls and bf16 autocast.
+PRECISIONS = {"cpu": ("fp32",), "cuda": ("fp32", "tf32", "bf16")}
 
 
 @dataclass
@@ -55,7 +79,12 @@ class Settings:
     layer_warmup: int
     step_warmup: int
     out_dir: Path
+    adamw_foreach: bool = False  # AdamW(foreach=True): one multi-tensor op per update stage
     memory_method: str = field(init=False)
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        return PRECISIONS.get(self.device.type, ("fp32",))
 
     def repeats_for(self, model: str) -> int:
         """Timed steps for ``model``: MiniLM steps are ~8x cheaper, so it gets 3x the repeats."""
@@ -107,13 +136,12 @@ def layer_cases(s: Settings) -> list[LayerCase]:
         x = torch.randn(*s.layer_tokens, n_in, device=s.device, requires_grad=True)
         grad = torch.randn(*s.layer_tokens, n_out, device=s.device)
         layers: dict[str, nn.Module] = {"frozen Linear": base, "LoRA r=1": LoraLinear(base, 1, 2.0)}
-        for impl in ("fast", "reference"):
-            for d in KERNELS:
-                layers[f"DCFT {impl} d={d}"] = DcftLinear(base, d, d, impl=impl)
-        unfused = {"LoRA r=1": LoraLinear(base, 1, 2.0), "DCFT fast d=8": DcftLinear(base, 8, 8)}
-        for label, layer in unfused.items():
+        for label, (impl, d, stride) in DCFT_LAYERS.items():
+            layers[label] = DcftLinear(base, d, stride, impl=impl)
+        unfused = (LoraLinear(base, 1, 2.0), DcftLinear(base, 8, 8))
+        for label, layer in zip(UNFUSED, unfused, strict=True):
             layer.fuse = False
-            layers[f"{label} unfused"] = layer
+            layers[label] = layer
         cases += [LayerCase((n_in, n_out), label, m, x, grad) for label, m in layers.items()]
     return cases
 
@@ -148,12 +176,14 @@ class StepCase:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     batch: dict[str, torch.Tensor]
+    precision: str = "fp32"
 
     def step(self) -> None:
-        loss = self.model(**self.batch).loss
-        reg = regularizer(self.model)
-        if reg is not None:
-            loss = loss + reg
+        with precision_context(self.precision, self.batch["input_ids"].device):
+            loss = self.model(**self.batch).loss
+            reg = regularizer(self.model)
+            if reg is not None:
+                loss = loss + reg
         loss.backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -165,11 +195,40 @@ class StepCase:
         return live_bytes(tensors)
 
 
+@contextmanager
+def precision_context(precision: str, device: torch.device) -> Iterator[None]:
+    """fp32; tf32: fp32 with TF32 matmuls allowed (CUDA); bf16: bf16 autocast (CUDA)."""
+    if precision == "bf16":
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            yield
+        return
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+
+
 def load_backbone(name: str, device: torch.device) -> nn.Module:
     torch.manual_seed(0)
     if name == "minilm":
         return build_model("minilm", device=device)
     return build_model("config", name, device=device)
+
+
+def peft_lora(model: nn.Module, r: int, alpha: float) -> nn.Module:
+    """peft's LoRA (r, alpha, no dropout, as peft runs it: unfused) injected into the same six
+    matrices of every layer, with the task head trainable as under the harness's methods."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    head = head_parameter_names(model)
+    targets = [site.name for site in matrix_sites(model, TARGET_NAMES)]
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=targets)
+    model = inject_adapter_in_model(config, model)
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in head or "lora_" in name)
+    return model
 
 
 def prepare(model: nn.Module, method: tuple[str, dict] | None) -> nn.Module:
@@ -179,6 +238,8 @@ def prepare(model: nn.Module, method: tuple[str, dict] | None) -> nn.Module:
         head = head_parameter_names(model)
         for name, param in model.named_parameters():
             param.requires_grad_(name in head)
+    elif method[0] == "peft-lora":
+        model = peft_lora(model, **method[1])
     else:
         apply_method(model, method[0], **method[1])
 
@@ -203,39 +264,45 @@ def step_cases(s: Settings, name: str) -> list[StepCase]:
         torch.manual_seed(0)
         model = prepare(copy.deepcopy(backbone), method)
         trainable = [p for p in model.parameters() if p.requires_grad]
-        cases.append(StepCase(label, model, torch.optim.AdamW(trainable, lr=1e-5), batch))
+        optimizer = torch.optim.AdamW(trainable, lr=1e-5, foreach=s.adamw_foreach or None)
+        cases.append(StepCase(label, model, optimizer, batch))
     return cases
 
 
 def bench_model(s: Settings, name: str, bar: tqdm) -> tuple[list[dict], list[StepCase]]:
-    """Warm-up steps per method (the first creates the AdamW state), the last one under the
-    memory profiler; then timed rounds."""
+    """Per precision: warm-up steps per method (the first creates the AdamW state), the last one
+    under the memory profiler; then timed rounds."""
     bar.set_description(f"{name}: building")
     cases = step_cases(s, name)
-    bar.set_description(f"{name}: warm-up + memory")
     rows = []
-    for case in cases:
-        for _ in range(s.step_warmup - 1):
-            case.step()
+    for precision in s.precisions:
+        bar.set_description(f"{name} {precision}: warm-up + memory")
+        measured = []
+        for case in cases:
+            case.precision = precision
+            for _ in range(s.step_warmup - 1):
+                case.step()
+                bar.update()
+            during = peak_bytes_during(case.step, s.device)
             bar.update()
-        during = peak_bytes_during(case.step, s.device)
-        bar.update()
-        state = case.state_bytes()
-        rows.append(
-            {
-                "model": name,
-                "config": case.label,
-                "params": count_parameters(case.model)["paper"],
-                "state": state,
-                "during": during,
-                "peak": state + during,
-            }
-        )
-    bar.set_description(f"{name}: step timing")
-    calls = {c.label: c.step for c in cases}
-    timings = time_interleaved(calls, s.device, s.repeats_for(name), bar.update)
-    for row in rows:
-        row["time"] = timings[row["config"]]
+            state = case.state_bytes()
+            measured.append(
+                {
+                    "model": name,
+                    "precision": precision,
+                    "config": case.label,
+                    "params": count_parameters(case.model)["paper"],
+                    "state": state,
+                    "during": during,
+                    "peak": state + during,
+                }
+            )
+        bar.set_description(f"{name} {precision}: step timing")
+        calls = {c.label: c.step for c in cases}
+        timings = time_interleaved(calls, s.device, s.repeats_for(name), bar.update)
+        for row in measured:
+            row["time"] = timings[row["config"]]
+        rows += measured
     return rows, cases
 
 
@@ -248,8 +315,8 @@ def adapter_file_sizes(cases: list[StepCase], bar: tqdm) -> list[dict]:
         for case in cases:
             model, path = case.model, Path(tmp) / "adapter.safetensors"
             head = head_parameter_names(model)
-            if applied_method(model) is None:
-                state = {n: p for n, p in model.named_parameters() if n in head}
+            if applied_method(model) is None:  # the floor's head, peft's LoRA and head
+                state = {n: p for n, p in model.named_parameters() if p.requires_grad}
                 save_file({n: t.detach().cpu().contiguous() for n, t in state.items()}, str(path))
             else:
                 save_adapter(model, path)

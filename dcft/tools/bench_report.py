@@ -6,11 +6,23 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from dcft.run.models import repo_config
-from dcft.tools.bench_cases import DCFT_FAST, FLOOR, LORA, Settings
+from dcft.tools.bench_cases import (
+    DCFT,
+    DCFT_LAYERS,
+    FLOOR,
+    LORA,
+    PEFT_LORA,
+    STRIDES,
+    Settings,
+    layer_label,
+)
 from dcft.tools.benchmark import Stats
 
 
@@ -48,51 +60,80 @@ def _median(value: Stats | float) -> float:
 
 
 def targets(s: Settings, layers: list[dict], steps: list[dict], files: list[dict]) -> list[Target]:
-    """The performance targets: per layer at the intermediate shape, then per model, then the
-    first model's adapter file."""
+    """The performance targets: per layer at the intermediate shape, then per model and
+    precision, then the first model's adapter file."""
     config = repo_config(s.layer_config)
     shape = (config.hidden_size, config.intermediate_size)
     layer = {r["config"]: r["time"] for r in layers if r["shape"] == shape}
+    where = f"per layer fwd+bwd {shape[0]}x{shape[1]}"
     result = [
         Target(
-            f"per layer fwd+bwd {shape[0]}x{shape[1]}, DCFT fast / DCFT reference (d=8)",
-            layer["DCFT fast d=8"],
-            layer["DCFT reference d=8"],
-            0.55,
+            f"{where}, {layer_label('structured', 8, stride)} / frozen Linear",
+            layer[layer_label("structured", 8, stride)],
+            layer["frozen Linear"],
+            1.50,
         )
+        for stride in STRIDES
     ]
+    structured = layer_label("structured", 8, 8)
+    result.append(Target(f"{where}, {structured} / LoRA r=1", layer[structured], layer[LORA], 1.00))
     for model in s.models:
-        row = {r["config"]: r for r in steps if r["model"] == model}
-        result += [
-            Target(
-                f"{model} step time, DCFT d=8 / LoRA r=1",
-                row[DCFT_FAST]["time"],
-                row[LORA]["time"],
-                1.00,
-            ),
-            Target(
-                f"{model} step time, DCFT d=8 / frozen floor",
-                row[DCFT_FAST]["time"],
-                row[FLOOR]["time"],
-                1.10,
-            ),
-            Target(
-                f"{model} peak memory, DCFT d=8 / LoRA r=1",
-                row[DCFT_FAST]["peak"],
-                row[LORA]["peak"],
-                1.00,
-            ),
-        ]
+        for precision in s.precisions:
+            row = {
+                r["config"]: r for r in steps if r["model"] == model and r["precision"] == precision
+            }
+            what = f"{model} ({precision})"
+            for numerator, denominator, metric, threshold in STEP_TARGETS:
+                result.append(
+                    Target(
+                        f"{what} {'step time' if metric == 'time' else 'peak memory'}, "
+                        f"{numerator} / {denominator}",
+                        row[numerator][metric],
+                        row[denominator][metric],
+                        threshold,
+                    )
+                )
     size = {r["config"]: r for r in files}
     result.append(
         Target(
             f"{s.models[0]} adapter file (head excluded), DCFT d=8 / LoRA r=1",
-            size[DCFT_FAST]["without_head"],
+            size[DCFT]["without_head"],
             size[LORA]["without_head"],
             0.20,
         )
     )
     return result
+
+
+# (numerator, denominator, "time" or "peak", threshold) per model and precision.
+STEP_TARGETS = (
+    (DCFT, LORA, "time", 1.00),
+    (DCFT, FLOOR, "time", 1.10),
+    (LORA, FLOOR, "time", 1.08),
+    (LORA, PEFT_LORA, "time", 0.85),
+    (LORA, PEFT_LORA, "peak", 1.00),
+    (DCFT, LORA, "peak", 1.00),
+)
+
+
+def report_stem(s: Settings) -> str:
+    """``cpu``, or the GPU's name on CUDA (``nvidia-a100-sxm4-80gb``); ``-quick`` with --quick."""
+    name = "cpu"
+    if s.device.type == "cuda":
+        name = re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(s.device).lower()).strip("-")
+    return name + ("-quick" if s.quick else "")
+
+
+def precision_line(s: Settings) -> str:
+    if s.device.type == "cuda":
+        return (
+            "- Precision: every whole-model step is timed in fp32, in fp32 with TF32 matmuls "
+            "allowed (`tf32`) and under bf16 autocast (`bf16`); targets per precision."
+        )
+    return (
+        "- Precision: fp32. The bf16-autocast and TF32 whole-model rows are measured on CUDA "
+        "only: skipped on this CPU run."
+    )
 
 
 def _ms(stats: Stats) -> str:
@@ -120,9 +161,10 @@ def write_report(
 ) -> Path:
     """Write ``<device>[-quick].{md,csv}`` into ``s.out_dir``; return the ``.md`` path."""
     s.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = s.device.type + ("-quick" if s.quick else "")
+    stem = report_stem(s)
+    adamw = "AdamW(foreach=True)" if s.adamw_foreach else "AdamW as torch builds it by default"
     lines = [
-        f"# Benchmark: {s.device.type.upper()}",
+        f"# Benchmark: {machine.get('gpu', s.device.type.upper())}",
         "",
         "Written by `python -m dcft.tools.bench`.",
         "",
@@ -147,7 +189,11 @@ def write_report(
         "the word-embedding output requires grad under every method, so input gradients reach "
         f"the first layer; {s.step_warmup} warm-up steps (the last one under the memory profiler) "
         f"+ {s.step_repeats} timed steps ({s.repeats_for('minilm')} for minilm), round-robin over "
-        "methods, all methods alive in one process.",
+        f"methods, all methods alive in one process; {adamw}. "
+        f"`{DCFT}` is the default path (impl=auto: structured), `{FLOOR}` trains the head only, "
+        f"`{PEFT_LORA}` is peft's LoRA (r=1, alpha 2, no dropout, unfused as peft runs it) on "
+        "the same six matrices with the same head.",
+        precision_line(s),
         f"- Peak memory: {s.memory_method}.",
         "- Spread: interquartile range (q1-q3) and min-max of the timed repeats.",
         "",
@@ -158,39 +204,24 @@ def write_report(
         "## Per adapted layer (forward + backward)",
         "",
         "| shape (in x out) | config | median ms | IQR ms | min-max ms | / frozen | / reference "
-        "same d | peak MB above inputs |",
+        "same d, s | peak MB above inputs |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in layers:
         same = {r["config"]: r for r in layers if r["shape"] == row["shape"]}
         frozen = same["frozen Linear"]["time"].median
-        ref = same.get(row["config"].replace("fast", "reference"))
-        has_ref = "fast" in row["config"] and ref is not None
-        vs_ref = f"{row['time'].median / ref['time'].median:.2f}" if has_ref else ""
+        ref = same.get(reference_of(row["config"]))
+        vs_ref = f"{row['time'].median / ref['time'].median:.2f}" if ref else ""
         lines.append(
             f"| {row['shape'][0]}x{row['shape'][1]} | {row['config']} | {_ms(row['time'])} | "
             f"{_spread_ms(row['time'])} | {row['time'].median / frozen:.2f} | {vs_ref} | "
             f"{_mb(row['peak'])} |"
         )
     for model in s.models:
-        rows = [r for r in steps if r["model"] == model]
-        by = {r["config"]: r for r in rows}
-        lines += [
-            "",
-            f"## Whole-model training step: {model}",
-            "",
-            "| method | trainable (head excl.) | median ms | IQR ms | min-max ms | / floor | / LoRA "
-            "| peak MB | / floor | / LoRA | MB alive at start | MB above start |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in rows:
-            t, floor, lora = r["time"].median, by[FLOOR]["time"].median, by[LORA]["time"].median
-            lines.append(
-                f"| {r['config']} | {r['params']:,} | {_ms(r['time'])} | {_spread_ms(r['time'])} "
-                f"| {t / floor:.3f} | {t / lora:.3f} | {_mb(r['peak'])} | "
-                f"{r['peak'] / by[FLOOR]['peak']:.3f} | {r['peak'] / by[LORA]['peak']:.3f} | "
-                f"{_mb(r['state'])} | {_mb(r['during'])} |"
-            )
+        for precision in s.precisions:
+            rows = [r for r in steps if r["model"] == model and r["precision"] == precision]
+            lines += ["", f"## Whole-model training step: {model} ({precision})", ""]
+            lines += step_table(rows)
     lora_file = {r["config"]: r for r in files}[LORA]
     lines += [
         "",
@@ -211,6 +242,36 @@ def write_report(
     return md
 
 
+def reference_of(label: str) -> str | None:
+    """The reference-path row with the same d and stride as a structured or fast DCFT row."""
+    if label not in DCFT_LAYERS or DCFT_LAYERS[label][0] == "reference":
+        return None
+    _, d, stride = DCFT_LAYERS[label]
+    return layer_label("reference", d, stride)
+
+
+def step_table(rows: list[dict]) -> list[str]:
+    """One model's whole-step rows at one precision, with ratios to the floor, LoRA and peft."""
+    by = {r["config"]: r for r in rows}
+    lines = [
+        "| method | trainable (head excl.) | median ms | IQR ms | min-max ms | / floor | / LoRA "
+        "| / peft LoRA | peak MB | / floor | / LoRA | / peft LoRA | MB alive at start "
+        "| MB above start |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        time_ratios = [r["time"].median / by[c]["time"].median for c in (FLOOR, LORA, PEFT_LORA)]
+        peak_ratios = [r["peak"] / by[c]["peak"] for c in (FLOOR, LORA, PEFT_LORA)]
+        lines.append(
+            f"| {r['config']} | {r['params']:,} | {_ms(r['time'])} | {_spread_ms(r['time'])} | "
+            + " | ".join(f"{v:.3f}" for v in time_ratios)
+            + f" | {_mb(r['peak'])} | "
+            + " | ".join(f"{v:.3f}" for v in peak_ratios)
+            + f" | {_mb(r['state'])} | {_mb(r['during'])} |"
+        )
+    return lines
+
+
 def write_csv(
     path: Path, layers: list[dict], steps: list[dict], files: list[dict], goals: list[Target]
 ) -> None:
@@ -222,9 +283,10 @@ def write_csv(
             out.writerow(["layer", subject, r["config"], "seconds", *_stats(r["time"])])
             out.writerow(["layer", subject, r["config"], "peak_bytes", r["peak"]])
         for r in steps:
-            out.writerow(["step", r["model"], r["config"], "seconds", *_stats(r["time"])])
-            out.writerow(["step", r["model"], r["config"], "peak_bytes", r["peak"]])
-            out.writerow(["step", r["model"], r["config"], "trainable_params", r["params"]])
+            subject = f"{r['model']} ({r['precision']})"
+            out.writerow(["step", subject, r["config"], "seconds", *_stats(r["time"])])
+            out.writerow(["step", subject, r["config"], "peak_bytes", r["peak"]])
+            out.writerow(["step", subject, r["config"], "trainable_params", r["params"]])
         for r in files:
             out.writerow(["file", "", r["config"], "bytes_with_head", r["with_head"]])
             out.writerow(["file", "", r["config"], "bytes_without_head", r["without_head"]])
