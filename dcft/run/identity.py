@@ -148,6 +148,11 @@ class RunIdentity:
             / f"seed{self.seed}-{self.hparams_hash}.json"
         )
 
+    @property
+    def run_name(self) -> str:
+        """``minilm-rte-dcft-k8-s8-seed0``: model, task, setting and seed (the W&B run name)."""
+        return f"{self.model}-{self.task}-{self.method_slug}-seed{self.seed}"
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
