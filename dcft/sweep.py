@@ -33,6 +33,7 @@ from dcft.report.tables import SCALES, RowSpec, TableSpec, table_specs
 from dcft.run.config import CONF_DIR
 from dcft.run.identity import RunIdentity
 from dcft.run.records import CorruptRecordError, ForeignRecordError, read_record
+from dcft.run.training_args import pass_through_overrides
 
 EXPERIMENT_DIR = CONF_DIR / "experiment"
 # The seeds of a table swept from its rows: the paper's five, as in every paper-scale experiment.
@@ -235,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("name a table (python -m dcft.sweep --list shows them)")
     if args.table not in tables():
         parser.error(f"unknown table {args.table!r}; valid choices: {', '.join(tables())}")
-    overrides = list(args.overrides)
+    overrides = pass_through_overrides(args.overrides)
     if args.seeds is not None:
         overrides.append(f"seed=range(0,{args.seeds})")
     if args.retry_failed:

@@ -9,11 +9,14 @@ malformed data file) is answered with one line naming it and exit code 2 (``dcft
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from dcft.cli import hydra_errors, input_errors
 from dcft.run.config import CONF_DIR
+from dcft.run.training_args import pass_through_overrides
 
 PROG = "python -m dcft.train"
 
@@ -22,9 +25,11 @@ PROG = "python -m dcft.train"
 def _job(cfg: DictConfig) -> float | None:
     from dcft.data import DataFormatError, DataUnavailableError
     from dcft.run.runner import check_settings, run_job
+    from dcft.run.training_args import check_training_args
 
     with input_errors(PROG, ValueError):
         check_settings(cfg)
+        check_training_args(cfg.trainer.get("args"))
     with input_errors(PROG, DataFormatError, DataUnavailableError):
         return run_job(cfg)
 
@@ -32,6 +37,7 @@ def _job(cfg: DictConfig) -> float | None:
 def main() -> float | None:
     """Train one run (or a ``--multirun`` sweep); returns its headline dev score (what a Hydra
     sweeper such as Optuna optimises), None when nothing was scored."""
+    sys.argv[1:] = pass_through_overrides(sys.argv[1:])
     with hydra_errors(PROG):
         return _job()
 

@@ -99,6 +99,8 @@ def hashed_config(cfg: DictConfig) -> dict[str, Any]:
         for key in keys:
             resolved.get(group, {}).pop(key, None)
     trainer = resolved.get("trainer", {})
+    if not trainer.get("args"):  # no pass-through fields: the key of a run from before them
+        trainer.pop("args", None)
     if "precision" in trainer:
         trainer["precision"] = resolve_precision(trainer["precision"])
     method = resolved.get("method", {})
