@@ -14,7 +14,6 @@ status 2 and a message naming it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -24,6 +23,7 @@ from typing import Any
 import datasets
 import pyarrow.parquet as pq
 
+from dcft.cli import OneLineParser
 from dcft.data import TASKS, TaskSpec, get_task, load_raw_splits
 from dcft.data.glue import read_glue_tsv
 from dcft.data.metrics import check_labels_visible, glue_metrics, squad_v1_scores, squad_v2_scores
@@ -176,9 +176,7 @@ def _glue_label(spec: TaskSpec, value: Any, path: Path) -> float | int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m dcft.score", description=__doc__.split("\n")[0]
-    )
+    parser = OneLineParser(prog="python -m dcft.score", description=__doc__.split("\n")[0])
     parser.add_argument("task", choices=sorted(TASKS), metavar="TASK", help=", ".join(TASKS))
     parser.add_argument("predictions", type=Path, metavar="PREDICTIONS.json")
     parser.add_argument(

@@ -15,7 +15,6 @@ record are skipped.
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 from collections import Counter
@@ -29,10 +28,12 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
+from dcft.cli import OneLineParser, hydra_errors
 from dcft.report.tables import SCALES, RowSpec, TableSpec, table_specs
 from dcft.run.config import CONF_DIR
 from dcft.run.identity import RunIdentity
 from dcft.run.records import CorruptRecordError, ForeignRecordError, read_record
+from dcft.run.training_args import pass_through_overrides
 
 EXPERIMENT_DIR = CONF_DIR / "experiment"
 # The seeds of a table swept from its rows: the paper's five, as in every paper-scale experiment.
@@ -224,7 +225,7 @@ def launch(table: str, scale: str, launcher: str, overrides: Sequence[str]) -> i
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m dcft.sweep", description=__doc__.splitlines()[0])
     parser.add_argument("table", nargs="?", help="table1 ... (see --list)")
     parser.add_argument(
         "--list", action="store_true", help="print the tables with a sweep at --scale, one a line"
@@ -243,13 +244,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if args.table is None:
         parser.error("name a table (python -m dcft.sweep --list shows them)")
-    overrides = list(args.overrides)
+    if args.table not in tables():
+        parser.error(f"unknown table {args.table!r}; valid choices: {', '.join(tables())}")
+    overrides = pass_through_overrides(args.overrides)
     if args.seeds is not None:
         overrides.append(f"seed=range(0,{args.seeds})")
     if args.retry_failed:
         overrides.append("retry_failed=true")
     if args.dry_run:
-        print_plan(plan(args.table, args.scale, overrides))
+        with hydra_errors(parser.prog):
+            print_plan(plan(args.table, args.scale, overrides))
     elif launch(args.table, args.scale, args.launcher, overrides):
         raise SystemExit(1)
 

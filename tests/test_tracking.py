@@ -51,6 +51,8 @@ class OfflineLog:
     config: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
+    name: str = ""
+    job_type: str = ""
     artifacts: list[tuple[str, str, list[str]]] = field(default_factory=list)
     exit_code: int | None = None
 
@@ -96,6 +98,7 @@ def read_log(run_dir: Path) -> OfflineLog:
         if kind == "run":
             log.config.update(_items(record.run.config.update))
             log.tags = list(record.run.tags)
+            log.name, log.job_type = record.run.display_name, record.run.job_type
         elif kind == "config":
             log.config.update(_items(record.config.update))
         elif kind == "summary":
@@ -128,6 +131,9 @@ def test_offline_run_holds_identity_summary_and_artifact(tmp_path, tiny_data, wa
     assert dcft["harness_version"] == record["harness_version"]
     assert dcft["data"] == json.loads(json.dumps(record["data"]))
     assert log.tags == ["tiny-bert", "rte", "dcft", "dcft-k8-s8"]  # in no table
+    # Named by model, task, setting and seed; every run's job is training.
+    assert log.name == identity.run_name == "tiny-bert-rte-dcft-k8-s8-seed0"
+    assert log.job_type == "train"
 
     summary, best = log.summary, record["best"]["metrics"]["validation"]["accuracy"]
     assert summary["eval/validation_accuracy"] == pytest.approx(

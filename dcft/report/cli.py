@@ -11,10 +11,10 @@ dcft.report.figures.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from dcft.cli import OneLineParser
 from dcft.report.aggregate import build_table
 from dcft.report.render import write_table
 from dcft.report.runs import (
@@ -55,7 +55,7 @@ def report(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m dcft.report",
         description="The paper's tables (conf/table/) and Figures 2-3 from result records, "
         "beside the paper's numbers (reads records only; never trains).",
@@ -81,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "figures need the records' curves)",
     )
     args = parser.parse_args(argv)
+    if not args.from_wandb and not Path(args.runs).is_dir():
+        parser.error(f"--runs {args.runs}: no such folder (the records a sweep writes)")
     skipped: list[str] = []
     if args.from_wandb:
         runset, skipped = load_wandb_runs(args.from_wandb, args.select)

@@ -28,6 +28,7 @@ from dcft.run.runtime import resolve_precision, split_batch, world_size
 from dcft.run.settings import evaluation_interval
 from dcft.run.timing import StepTimer, total_timing
 from dcft.run.trainer import AuxiliaryOptimizerCallback, DcftTrainer
+from dcft.run.training_args import build_training_arguments
 
 _SPEED_KEYS = ("runtime", "samples_per_second", "steps_per_second")
 
@@ -47,7 +48,8 @@ def training_arguments(
         save = {"save_strategy": "steps", "save_steps": trainer.save_steps}
     else:
         save = {"save_strategy": trainer.eval_strategy, "save_steps": interval}
-    return TrainingArguments(
+    return build_training_arguments(
+        trainer.get("args"),
         output_dir=str(output_dir),
         per_device_train_batch_size=batch.per_device,
         per_device_eval_batch_size=trainer.eval_batch_size,

@@ -99,6 +99,8 @@ def hashed_config(cfg: DictConfig) -> dict[str, Any]:
         for key in keys:
             resolved.get(group, {}).pop(key, None)
     trainer = resolved.get("trainer", {})
+    if not trainer.get("args"):  # no pass-through fields: the key of a run from before them
+        trainer.pop("args", None)
     if "precision" in trainer:
         trainer["precision"] = resolve_precision(trainer["precision"])
     method = resolved.get("method", {})
@@ -147,6 +149,11 @@ class RunIdentity:
             / self.method_slug
             / f"seed{self.seed}-{self.hparams_hash}.json"
         )
+
+    @property
+    def run_name(self) -> str:
+        """``minilm-rte-dcft-k8-s8-seed0``: model, task, setting and seed (the W&B run name)."""
+        return f"{self.model}-{self.task}-{self.method_slug}-seed{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

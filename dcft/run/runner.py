@@ -204,7 +204,7 @@ def _train(
                 cfg,
                 output_dir=checkpoints,
                 report_to=tracker.report_to,
-                run_name=f"{identity.method_slug}-seed{identity.seed}",
+                run_name=identity.run_name,
                 resume_from=resume_from,
                 callbacks=callbacks,
             )

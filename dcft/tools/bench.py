@@ -27,7 +27,6 @@ os.environ.setdefault(
     "KINETO_LOG_LEVEL", "5"
 )  # before torch: silence the profiler's start/stop lines
 
-import argparse
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +35,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from dcft.cli import OneLineParser, positive_int
 from dcft.tools.bench_cases import (
     LAYER_CONFIGS,
     STEP_METHODS,
@@ -50,21 +50,24 @@ from dcft.tools.benchmark import machine_info
 # The checkout (dcft/tools/bench.py -> parents[2]), so that the default folder does not depend on
 # the working directory.
 ROOT = Path(__file__).resolve().parents[2]
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def parse_args(argv: list[str] | None = None) -> Settings:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
+    parser = OneLineParser(prog="python -m dcft.tools.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--device", default="auto", choices=DEVICES, help="auto (CUDA if present), cpu, cuda"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny shapes and models (smoke test)")
-    parser.add_argument("--repeats", type=int, help="timed repeats per configuration")
+    parser.add_argument("--repeats", type=positive_int, help="timed repeats per configuration")
     parser.add_argument(
         "--warmup",
-        type=int,
+        type=positive_int,
         help="untimed warm-up calls per configuration, the last one under the memory profiler "
         "(at least 1 per layer, 2 per step)",
     )
-    parser.add_argument("--batch", type=int, help="whole-model batch size")
-    parser.add_argument("--seq", type=int, help="whole-model sequence length")
+    parser.add_argument("--batch", type=positive_int, help="whole-model batch size")
+    parser.add_argument("--seq", type=positive_int, help="whole-model sequence length")
     parser.add_argument(
         "--models", help="comma-separated whole-model backbones (default: deberta-v3-base,minilm)"
     )

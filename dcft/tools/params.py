@@ -8,7 +8,6 @@ count beside the paper's #Params.
 
 from __future__ import annotations
 
-import argparse
 import csv
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from dcft.cli import OneLineParser
 from dcft.methods import apply_method, count_parameters, get_method
 from dcft.report.paper import parse_param_count
 from dcft.report.rows import paper_rows
@@ -108,7 +108,7 @@ def write_reports(results: list[dict[str, Any]], out_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m dcft.tools.params", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder")
     args = parser.parse_args(argv)
     results = [audit_row(row) for row in tqdm(audit_rows(), desc="parameter audit", unit="row")]
