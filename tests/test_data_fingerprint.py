@@ -55,13 +55,15 @@ def test_the_hubs_parquet_files_and_the_glue_tsvs_share_a_fingerprint(task, tmp_
 
 @needs_shared
 def test_the_hubs_cache_gives_the_local_folders_fingerprint(tmp_path, monkeypatch):
-    fake_hub_cache(tmp_path / "hf", "0123456789abcdef0123456789abcdef01234567")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("DCFT_DATA_DIR", raising=False)  # else None means that folder, not the Hub
+    # An empty cache first: once datasets has loaded a copy, it finds it again in this process.
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "empty")
+    assert data_fingerprint("rte", None) == fingerprint.UNAVAILABLE
+    fake_hub_cache(tmp_path / "hf", "0123456789abcdef0123456789abcdef01234567")
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf" / "datasets")
     from_hub = data_fingerprint("rte", None)
     assert from_hub == data_fingerprint("rte", SHARED_DATA)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "empty")
-    assert data_fingerprint("rte", None) == fingerprint.UNAVAILABLE
 
 
 def _edit_tsv(path: Path, edit) -> None:

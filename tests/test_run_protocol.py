@@ -232,11 +232,11 @@ def test_xxl_full_fine_tuning_recomputes_activations(tmp_path, tiny_data):
 
 
 def test_the_entry_point_returns_the_headline_score(tmp_path, tiny_data):
-    """`dcft.train.main` returns the run's reported dev score (what a Hydra sweeper such as
+    """`dcft.train`'s job returns the run's reported dev score (what a Hydra sweeper such as
     Optuna maximises); a finished run asked again returns the same score without training."""
     cfg = compose_config(["task=rte", "method=lora", *FAST, *place(tmp_path, tiny_data)])
-    score = dcft.train.main.__wrapped__(cfg)
+    score = dcft.train._job.__wrapped__(cfg)
     (path,) = records(tmp_path / "results")
     best = json.loads(path.read_text())["best"]["metrics"]["validation"]["accuracy"]
     assert score == best
-    assert dcft.train.main.__wrapped__(cfg) == best
+    assert dcft.train._job.__wrapped__(cfg) == best

@@ -69,6 +69,8 @@ def test_every_field_not_named_must_be_equal_exactly():
     """Each leaf of a real record changed by the least possible amount (the next float): the
     comparison names that field unless it is one of the fields named as expected to differ."""
     record = json.loads(RECORD.read_text())
+    # The migration note's keys are dotted config paths, which this test's leaf paths cannot name.
+    record.pop("migrated", None)
     compared = []
     for path, value in leaves(record):
         other = copy.deepcopy(record)
