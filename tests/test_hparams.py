@@ -1,15 +1,17 @@
 """conf/hparams: every paper experiment cell evaluates as the authors' scripts do, and
 ``hparams.source=scripts`` switches DeBERTaV3-base from the paper's Table 9 to the authors'
-COMMAND/ scripts where the two disagree (README: paper vs scripts)."""
+COMMAND/ scripts where the two disagree (README: paper vs scripts). conf/baseline: a baseline row
+trains with its own source's published settings, and only those rows do."""
 
 from __future__ import annotations
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from dcft.run.identity import hashed_config, hparams_hash
 from dcft.run.settings import check_settings
-from dcft.sweep import CONF_DIR, experiments, job_overrides, tables
+from dcft.sweep import CONF_DIR, experiments, job_overrides, parts, tables
 
 GLUE = ("cola", "mnli", "mrpc", "qnli", "qqp", "rte", "sst2", "stsb")
 # --eval_steps of the authors' scripts (github.com/Godz-z/DCFT), all with --evaluation_strategy
@@ -139,3 +141,146 @@ def test_sora_settings_stay_with_sora_on_deberta_v3_base(hydra_conf):
     assert lora.trainer.batch_size == 32 and "sources" not in lora.hparams
     mini = _cfg("minilm", "stsb", method="sora")
     assert mini.trainer.max_grad_norm == 1.0 and "sources" not in mini.hparams
+
+
+# The other baselines' published settings, transcribed from their sources (not from
+# conf/baseline/), each per-task row in its source's column order.
+def _by_task(columns: tuple[str, ...], *values: float) -> dict[str, float]:
+    return dict(zip(columns, values, strict=True))
+
+
+LORA_COLUMNS = ("mnli", "sst2", "mrpc", "cola", "qnli", "qqp", "rte", "stsb")  # its Tables 9, 10
+FAIRSEQ_COLUMNS = ("mnli", "qnli", "qqp", "rte", "sst2", "mrpc", "cola", "stsb")  # README.glue.md
+# LoRA paper (arXiv 2106.09685) Table 9, rows marked †: warmup ratio 0.06, linear decay, length
+# 128; its code (microsoft/LoRA examples/NLU) keeps RoBERTa's classifier dropout 0.1 and
+# transformers' clipping 1.0.
+LORA_DAGGER = {
+    "trainer.warmup_steps": 0,
+    "trainer.warmup_ratio": 0.06,
+    "trainer.lr_scheduler": "linear",
+    "trainer.max_grad_norm": 1.0,
+    "task.max_length": 128,
+    "model.cls_dropout": 0.1,
+}
+PUBLISHED = {
+    # Table 9 "RoBERTa large LoRA†"; weight decay: examples/NLU/roberta_large_<task>.sh.
+    ("lora-r8-qv", "roberta-large"): {
+        **LORA_DAGGER,
+        "trainer.batch_size": 4,
+        "trainer.weight_decay": 0.1,
+        "trainer.num_epochs": _by_task(LORA_COLUMNS, 10, 10, 20, 20, 10, 20, 20, 10),
+        "trainer.learning_rate": _by_task(
+            LORA_COLUMNS, 3e-4, 4e-4, 3e-4, 2e-4, 2e-4, 3e-4, 4e-4, 2e-4
+        ),
+    },
+    # Table 9 "RoBERTa large AdptH (0.8M)†" and "AdptP (0.8M)†"; their scripts set no decay.
+    ("hadapter", "roberta-large"): {
+        **LORA_DAGGER,
+        "trainer.batch_size": 32,
+        "trainer.learning_rate": 3e-4,
+        "trainer.weight_decay": 0.0,
+        "trainer.num_epochs": _by_task(LORA_COLUMNS, 10, 5, 10, 10, 5, 20, 20, 10),
+    },
+    ("padapter", "roberta-large"): {
+        **LORA_DAGGER,
+        "trainer.batch_size": 32,
+        "trainer.learning_rate": 3e-4,
+        "trainer.weight_decay": 0.0,
+        "trainer.num_epochs": _by_task(LORA_COLUMNS, 5, 20, 20, 20, 10, 20, 20, 20),
+    },
+    # RoBERTa paper (arXiv 1907.11692) §5.1 and Tables 9-10; rate and batch per task from
+    # fairseq's examples/roberta/README.glue.md, which also sets --max-positions 512.
+    ("full", "roberta-large"): {
+        "trainer.num_epochs": 10,
+        "trainer.warmup_steps": 0,
+        "trainer.warmup_ratio": 0.06,
+        "trainer.lr_scheduler": "linear",
+        "trainer.weight_decay": 0.1,
+        "trainer.max_grad_norm": 0.0,
+        "task.max_length": 512,
+        "model.cls_dropout": 0.0,
+        "trainer.learning_rate": _by_task(
+            FAIRSEQ_COLUMNS, 1e-5, 1e-5, 1e-5, 2e-5, 1e-5, 1e-5, 1e-5, 2e-5
+        ),
+        "trainer.batch_size": _by_task(FAIRSEQ_COLUMNS, 32, 32, 32, 16, 32, 16, 16, 16),
+    },
+    # DeBERTa paper (arXiv 2006.03654) Table 9; per task: microsoft/DeBERTa
+    # experiments/glue/<task>.sh, case xxlarge-v2 (GLUE order).
+    ("full", "deberta-v2-xxlarge"): {
+        "trainer.warmup_ratio": 0.0,
+        "trainer.lr_scheduler": "linear",
+        "trainer.weight_decay": 0.01,
+        "trainer.max_grad_norm": 1.0,
+        "trainer.learning_rate": _by_task(GLUE, 2.5e-6, 3e-6, 2e-6, 3e-6, 3e-6, 3e-6, 3e-6, 3e-6),
+        "trainer.batch_size": _by_task(GLUE, 32, 64, 32, 64, 64, 48, 32, 32),
+        "trainer.num_epochs": _by_task(GLUE, 10, 3, 6, 4, 10, 6, 4, 4),
+        "trainer.warmup_steps": _by_task(GLUE, 100, 1000, 50, 500, 1000, 50, 500, 100),
+        "model.cls_dropout": _by_task(GLUE, 0.2, 0.3, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2),
+        "task.max_length": _by_task(GLUE, 64, 256, 128, 512, 320, 320, 128, 128),
+    },
+    # LoRA paper Table 10 "DeBERTa XXL LoRA".
+    ("lora-r16-qv", "deberta-v2-xxlarge"): {
+        "trainer.warmup_steps": 0,
+        "trainer.warmup_ratio": 0.1,
+        "trainer.lr_scheduler": "linear",
+        "trainer.max_grad_norm": 1.0,
+        "trainer.batch_size": _by_task(LORA_COLUMNS, 8, 8, 32, 4, 6, 8, 4, 4),
+        "trainer.num_epochs": _by_task(LORA_COLUMNS, 5, 16, 30, 10, 8, 11, 11, 10),
+        "trainer.learning_rate": _by_task(
+            LORA_COLUMNS, 1e-4, 6e-5, 2e-4, 1e-4, 1e-4, 1e-4, 2e-4, 2e-4
+        ),
+        "trainer.weight_decay": _by_task(LORA_COLUMNS, 0, 0.01, 0.01, 0, 0.01, 0.01, 0.01, 0.1),
+        "model.cls_dropout": _by_task(LORA_COLUMNS, 0.15, 0, 0, 0.1, 0.1, 0.2, 0.2, 0.2),
+        "task.max_length": _by_task(LORA_COLUMNS, 256, 128, 128, 64, 512, 320, 320, 128),
+    },
+}
+
+
+def _published(method: str, model: str, task: str) -> dict[str, object]:
+    row = PUBLISHED[(method, model)]
+    return {k: v[task] if isinstance(v, dict) else v for k, v in row.items()}
+
+
+@pytest.mark.parametrize(
+    ("method", "model", "task"), [(m, model, t) for (m, model) in PUBLISHED for t in GLUE]
+)
+def test_baseline_rows_train_with_their_sources_settings(hydra_conf, method, model, task):
+    """Every value the row's source gives, each with its source named; every other setting (the
+    evaluation schedule, precision, ...) and the method itself as without conf/baseline/."""
+    row = _cfg(model, task, method=method)
+    without = _cfg(model, task, "~baseline", method=method)
+    expected = _published(method, model, task)
+    assert {k: OmegaConf.select(row, k) for k in expected} == expected
+    for group in ("trainer", "task", "model"):
+        given = {k.split(".", 1)[1] for k in expected if k.startswith(f"{group}.")}
+        others = set(without[group]) - given
+        assert {k: row[group][k] for k in others} == {k: without[group][k] for k in others}
+        if given:
+            assert set(row.hparams.sources[group]) >= given - {"warmup_steps", "warmup_ratio"}
+    assert row.method == without.method
+
+
+def _swept_rows(scale: str) -> dict[tuple[str, str], list[str]]:
+    """(method choice, model) of every row the tables sweep at ``scale`` -> one job's overrides."""
+    rows: dict[tuple[str, str], list[str]] = {}
+    for table in tables(scale):
+        for part in parts(table, scale):
+            model = compose("config", overrides=part.fixed()).model.name
+            for job in part.jobs(["seed=0"]):
+                given = dict(o.split("=", 1) for o in job)
+                key = (given["method"], given.get("model", model))
+                rows.setdefault(key, [*part.fixed(), *job])
+    return rows
+
+
+@pytest.mark.parametrize("scale", ["paper", "mini"])
+def test_only_rows_whose_source_publishes_settings_leave_dcfts(hydra_conf, scale):
+    """Rows with nothing published (LoRA-FA r = 16 on RoBERTa-large, the DeBERTaV3-base baselines
+    but SoRA, the SQuAD rows, DCFT itself) keep DCFT's settings; the CPU study's MiniLM runs take
+    no baseline file, so its committed records keep their keys."""
+    own = {*PUBLISHED, ("sora", "deberta-v3-base")}
+    rows = _swept_rows(scale)
+    with_sources = {key for key, job in rows.items() if "sources" in compose("config", job).hparams}
+    assert with_sources == own & set(rows)
+    if scale == "paper":
+        assert set(PUBLISHED) <= set(rows)  # every file here belongs to a paper row
