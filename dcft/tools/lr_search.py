@@ -191,21 +191,26 @@ def summary_markdown(search: Mapping[str, Any], choices: Sequence[Choice]) -> st
 
 
 def rates_yaml(search: Mapping[str, Any], choices: Sequence[Choice]) -> str:
-    """The chosen rate per method slug, as the study's experiment reads it
-    (``hparams.<...>.lr.<slug>``); refused while a grid entry has no complete choice."""
+    """The settled rate per method slug, as the study's experiment reads it
+    (``hparams.<...>.lr.<slug>``). A choice is settled when every search task has a finite score
+    at it and it is not at the grid's edge (such a grid is extended first); unsettled methods are
+    named in a comment and left out, so that their runs stop with an error naming the missing key
+    while the settled ones can already train."""
     slugs = grid_slugs(search)
-    chosen = {c.method: c.rate for c in choices}
-    missing = [m for m in search["grid"] if m not in chosen]
-    if missing:
-        raise ValueError(
-            f"the search {search['name']} has no complete choice yet for {', '.join(missing)} "
-            f"(every task of {search['tasks']} needs a finite score at some rate); train the "
-            "missing runs first"
-        )
+    settled = {c.method: c.rate for c in choices if not c.at_edge}
+    waiting = [m for m in search["grid"] if m not in settled]
     lines = [
         f"# Written by python -m dcft.tools.lr_search --search {search['name']} --summarize from",
         f"# the search's records ({search['results_dir']}; {search['summary']}). Do not edit.",
-        *(f"{slugs[m]}: {chosen[m]:g}" for m in search["grid"]),
+        *(
+            [
+                f"# Not settled yet (no complete choice, or the best rate at the grid's edge): "
+                f"{', '.join(waiting)}."
+            ]
+            if waiting
+            else []
+        ),
+        *(f"{slugs[m]}: {settled[m]:g}" for m in search["grid"] if m in settled),
     ]
     return "\n".join(lines) + "\n"
 
@@ -229,13 +234,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(summary.read_text())
         if "rates_file" in search:
             rates = ROOT / search["rates_file"]
-            try:
-                text = rates_yaml(search, choices)
-                rates.parent.mkdir(parents=True, exist_ok=True)
-                rates.write_text(text)
-                print(f"wrote {rates}")
-            except ValueError as error:
-                print(f"{rates} not written: {error}")
+            rates.parent.mkdir(parents=True, exist_ok=True)
+            rates.write_text(rates_yaml(search, choices))
+            print(f"wrote {rates}:\n{rates.read_text()}")
     elif run_search(search, args.dry_run, args.methods, args.extra):
         raise SystemExit(1)
 
