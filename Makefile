@@ -59,7 +59,7 @@ params: $(VENV)/.runtime
 	$(PY) -m dcft.tools.params
 
 test: $(VENV)/.dev
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n logical
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check dcft tests scripts

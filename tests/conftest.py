@@ -359,6 +359,18 @@ def records(results_dir: Path) -> list[Path]:
     return sorted(results_dir.rglob("seed*.json"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n logical``), each worker and the training
+    subprocesses it starts share the CPUs instead of each taking all of them."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // int(workers))
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _no_ambient_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests choose the W&B mode themselves and never reach the network."""
