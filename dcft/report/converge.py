@@ -30,6 +30,7 @@ from scipy import stats as scipy_stats
 
 from dcft.data import get_task
 from dcft.report.runs import Run, load_runs
+from dcft.run.config import CONF_DIR, method_config_slugs
 
 TASKS = ("sst2", "stsb", "mrpc")
 # (slug, label), in the order printed and drawn; rows without records are left out.
@@ -54,6 +55,8 @@ FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 # The majority-class scores of the dev sets (written by python -m dcft.report.study).
 ROOT = Path(__file__).resolve().parents[2]
 MAJORITY_FILE = ROOT / "results" / "study" / "majority.json"
+# The study's sweep: which tasks, methods and seeds it trains.
+EXPERIMENT = CONF_DIR / "experiment" / "converge.yaml"
 COLORS = {
     "lora-r1": "tab:blue",
     "dcft-k8-s8": "tab:red",
@@ -61,6 +64,40 @@ COLORS = {
     "full": "tab:green",
     "head": "tab:gray",
 }
+
+
+def planned(experiment: Path = EXPERIMENT) -> dict[tuple[str, str], list[int]]:
+    """(task, method slug) -> the seeds the study's sweep trains, read from its experiment file's
+    ``hydra.sweeper.params`` with Hydra's own override parser."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    params = OmegaConf.load(experiment).hydra.sweeper.params
+    parser = OverridesParser.create()
+    swept = {
+        key: list(parser.parse_override(f"{key}={params[key]}").sweep_iterator())
+        for key in ("task", "method", "seed")
+    }
+    slugs = method_config_slugs(swept["method"])
+    return {
+        (task, slugs[method]): sorted(swept["seed"])
+        for task in swept["task"]
+        for method in swept["method"]
+    }
+
+
+def progress(runs: Sequence[Run], plan: dict[tuple[str, str], list[int]]) -> tuple[int, int, str]:
+    """How many of the planned runs have a finished record, of how many, and which are missing
+    (one ``task method seeds`` entry per incomplete cell)."""
+    done = {(r.task, r.slug, r.seed) for r in runs}
+    missing = []
+    for (task, slug), seeds in plan.items():
+        absent = [s for s in seeds if (task, slug, s) not in done]
+        if absent:
+            missing.append(f"{task} {LABELS.get(slug, slug)} seed {','.join(map(str, absent))}")
+    total = sum(len(seeds) for seeds in plan.values())
+    count = sum(1 for (t, s), seeds in plan.items() for seed in seeds if (t, s, seed) in done)
+    return count, total, "; ".join(missing)
 
 
 def curve(run: Run) -> dict[int, float]:
@@ -145,11 +182,17 @@ def _scores(cell: dict[int, Run], score: Callable[[Run], float]) -> dict[int, fl
     return {seed: score(run) for seed, run in cell.items()}
 
 
-def render(runs: Sequence[Run], majority: dict[str, float]) -> str:
+def render(
+    runs: Sequence[Run], majority: dict[str, float], plan: dict[tuple[str, str], list[int]]
+) -> str:
     cells = _by_cell(runs)
     tasks = [t for t in TASKS if any(task == t for task, _ in cells)]
+    count, total, missing = progress(runs, plan)
     lines = [
         "# Convergence study: DCFT d=8 against LoRA r=1 on MiniLM-L6",
+        "",
+        f"Runs with a finished record: {count} of {total} planned "
+        f"(conf/experiment/converge.yaml)" + (f"; still to run: {missing}." if missing else "."),
         "",
         "Dev scores x100 (accuracy for SST-2, Pearson for STS-B, F1 for MRPC), mean ± std over "
         "seeds (n seeds). best = the best of the run's evaluations (the paper's protocol, a choice "
@@ -344,12 +387,17 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def write(runs_dir: Path, out: Path, majority_file: Path = MAJORITY_FILE) -> list[Path]:
+def write(
+    runs_dir: Path,
+    out: Path,
+    majority_file: Path = MAJORITY_FILE,
+    plan: dict[tuple[str, str], list[int]] | None = None,
+) -> list[Path]:
     runs = [r for r in load_runs(runs_dir).runs if r.task in TASKS and r.slug in LABELS]
     majority = json.loads(majority_file.read_text())
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "converge.md", out / "converge-seeds.csv"]
-    written[0].write_text(render(runs, majority))
+    written[0].write_text(render(runs, majority, planned() if plan is None else plan))
     written[1].write_text(seeds_csv(runs))
     written.append(curves_figure(runs, majority, out / "curves.png"))
     written.append(gap_figure(runs, out / "gap.png"))

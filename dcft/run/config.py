@@ -5,6 +5,7 @@ when first called), so that ``python -m dcft.train --help`` answers at once."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +57,19 @@ OmegaConf.register_new_resolver("data_fingerprint", _data_resolver, replace=True
 # ${task_spec:max_length} in conf/task: the value of ${task.name}'s TaskSpec (dcft.data.tasks),
 # the one place a task's facts are declared.
 OmegaConf.register_new_resolver("task_spec", _task_spec_resolver, replace=True)
+
+
+def method_config_slugs(names: Sequence[str]) -> dict[str, str]:
+    """Each method config (``conf/method/<name>.yaml``, e.g. ``dcft-init-lora``) -> the slug its
+    runs carry in their records (``dcft-k8-s8-init_lora``), composed with the config's defaults."""
+    from hydra import compose, initialize_config_dir
+
+    from dcft.run.identity import method_slug
+
+    slugs = {}
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for name in names:
+            method = compose("config", overrides=[f"method={name}"]).method
+            options = OmegaConf.to_container(method.options, resolve=True) or {}
+            slugs[name] = method_slug(method.name, options)
+    return slugs

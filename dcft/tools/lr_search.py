@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 
 from dcft.data import get_task
 from dcft.report.runs import load_runs
-from dcft.run.config import CONF_DIR
+from dcft.run.config import CONF_DIR, method_config_slugs
 from dcft.sweep import Part, plan_parts, print_plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,17 +41,7 @@ def load_search(path: Path = SEARCH_CONFIG) -> dict[str, Any]:
 
 def grid_slugs(search: Mapping[str, Any]) -> dict[str, str]:
     """Each grid entry (a method config, e.g. ``dcft-init-lora``) -> the slug its runs carry."""
-    from hydra import compose, initialize_config_dir
-
-    from dcft.run.identity import method_slug
-
-    slugs = {}
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        for entry in search["grid"]:
-            method = compose("config", overrides=[f"method={entry}"]).method
-            options = OmegaConf.to_container(method.options, resolve=True) or {}
-            slugs[entry] = method_slug(method.name, options)
-    return slugs
+    return method_config_slugs(list(search["grid"]))
 
 
 def overrides(search: Mapping[str, Any], method: str) -> list[str]:
