@@ -19,7 +19,7 @@ TABLES := $(sort $(patsubst conf/table/table%.yaml,%,$(wildcard conf/table/table
 # The tables the CPU study sweeps (their file names a mini experiment); read when a recipe uses it.
 STUDY_TABLES = $(patsubst table%,%,$(shell $(PY) -m dcft.sweep --list --scale mini))
 
-.PHONY: help venv dev demo test lint params bench report wandb-sync reproduce-all study study-lr-search converge-lr-search $(addprefix reproduce-table,$(TABLES))
+.PHONY: help venv dev demo test lint params bench report wandb-sync reproduce-all study study-lr-search converge-lr-search converge $(addprefix reproduce-table,$(TABLES))
 
 help:
 	@echo "make demo     fine-tune the pretrained MiniLM with DCFT, LoRA r=1 and BitFit (CPU, <10 min)"
@@ -34,6 +34,7 @@ help:
 	@echo "              without a record in results/study/runs (resumable over several sittings)"
 	@echo "make study-lr-search  the study's learning-rate search (held-out part of the training sets)"
 	@echo "make converge-lr-search  the convergence study's learning-rate search (results/study/converge/)"
+	@echo "make converge  the convergence study's sweep (after its search; resumable), then its report"
 	@echo "make lint     ruff check + format check"
 
 $(VENV)/.runtime: requirements.txt
@@ -99,6 +100,13 @@ converge-lr-search: $(VENV)/.runtime
 	OMP_NUM_THREADS=1 $(PY) -m dcft.tools.lr_search --search converge_lr_search \
 		hydra/launcher=joblib hydra.launcher.n_jobs=2
 	$(PY) -m dcft.tools.lr_search --search converge_lr_search --summarize
+
+# The convergence study's sweep (conf/experiment/converge.yaml), two runs at a time, one thread
+# each, at the rates its search chose; finished runs are skipped, cut-off ones resume.
+converge: $(VENV)/.runtime
+	OMP_NUM_THREADS=1 $(PY) -m dcft.train experiment=converge logger=none \
+		hydra/launcher=joblib hydra.launcher.n_jobs=2
+	$(PY) -m dcft.report.converge
 
 # The dev requirements: the benchmark runs peft's LoRA beside the harness's.
 bench: $(VENV)/.dev
