@@ -151,19 +151,20 @@ def test_rates_file_holds_only_settled_choices_per_slug(tmp_path):
     search = load_search(SEARCH_CONFIG.with_name("converge_lr_search.yaml"))
     grid = {"lora": [1e-3, 3e-3, 1e-2], "dcft": [1e-2]}
     search |= {"tasks": ["sst2", "stsb"], "grid": grid, "results_dir": str(tmp_path)}
-    _record(tmp_path, "lora", "sst2", 1e-3, 0.80)
-    _record(tmp_path, "lora", "stsb", 1e-3, 0.60)
     _record(tmp_path, "lora", "sst2", 3e-3, 0.90)
-    _record(tmp_path, "lora", "stsb", 3e-3, 0.55)  # mean 72.5 against 70: the grid's edge so far
+    _record(tmp_path, "lora", "stsb", 3e-3, 0.55)  # the only rate run yet: not settled
     text = rates_yaml(search, choose(search, tmp_path))
     assert "Not settled yet" in text and "lora, dcft" in text
     assert [line for line in text.splitlines() if not line.startswith("#")] == []
+    _record(tmp_path, "lora", "sst2", 1e-3, 0.80)
+    _record(tmp_path, "lora", "stsb", 1e-3, 0.60)  # mean 70 against 72.5: 3e-3 at the edge so far
     _record(tmp_path, "lora", "sst2", 1e-2, 0.85)
-    _record(tmp_path, "lora", "stsb", 1e-2, 0.50)  # mean 67.5: 3e-3 is now inside the grid
+    assert "lora-r1" not in rates_yaml(search, choose(search, tmp_path))  # 1e-2 lacks stsb
+    _record(tmp_path, "lora", "stsb", 1e-2, 0.50)  # mean 67.5: 3e-3 wins inside the grid
     _record(tmp_path, "dcft", "sst2", 1e-2, 0.70)  # dcft's stsb run is missing
     text = rates_yaml(search, choose(search, tmp_path))
     assert text.splitlines()[-2:] == [
-        "# Not settled yet (no complete choice, or the best rate at the grid's edge): dcft.",
+        "# Not settled yet (a rate of the grid not run on every task, or the best at its edge): dcft.",
         "lora-r1: 0.003",
     ]
     _record(tmp_path, "dcft", "stsb", 1e-2, 0.30)

@@ -182,19 +182,25 @@ def summary_markdown(search: Mapping[str, Any], choices: Sequence[Choice]) -> st
 
 def rates_yaml(search: Mapping[str, Any], choices: Sequence[Choice]) -> str:
     """The settled rate per method slug, as the study's experiment reads it
-    (``hparams.<...>.lr.<slug>``). A choice is settled when every search task has a finite score
-    at it and it is not at the grid's edge (such a grid is extended first); unsettled methods are
-    named in a comment and left out, so that their runs stop with an error naming the missing key
-    while the settled ones can already train."""
+    (``hparams.<...>.lr.<slug>``). A choice is settled when every rate of the method's grid has
+    been run on every search task, its own scores are finite, and it is not at the grid's edge
+    (such a grid is extended first); unsettled methods are named in a comment and left out, so
+    that their runs stop with an error naming the missing key while the settled ones can train."""
     slugs = grid_slugs(search)
-    settled = {c.method: c.rate for c in choices if not c.at_edge}
+    tasks = set(search["tasks"])
+    settled = {
+        c.method: c.rate
+        for c in choices
+        if not c.at_edge
+        and all(set(c.scores.get(rate, {})) == tasks for rate in search["grid"][c.method])
+    }
     waiting = [m for m in search["grid"] if m not in settled]
     lines = [
         f"# Written by python -m dcft.tools.lr_search --search {search['name']} --summarize from",
         f"# the search's records ({search['results_dir']}; {search['summary']}). Do not edit.",
         *(
             [
-                f"# Not settled yet (no complete choice, or the best rate at the grid's edge): "
+                f"# Not settled yet (a rate of the grid not run on every task, or the best at its edge): "
                 f"{', '.join(waiting)}."
             ]
             if waiting
