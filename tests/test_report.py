@@ -431,9 +431,9 @@ def test_a_seed_without_a_finite_score_is_named_in_every_table(tmp_path: Path, s
     majority = {"cola": 0.0, "sst2": 50.0, "mrpc": 68.0, "stsb": 0.0}
     summary = study_summary(load_runs(root, select).runs, majority, select)
     assert "| DCFT (d=8) | — | — | — | 60.00 ± 14.14 (n=2; NaN: seed 1) |" in summary
-    # Pairs: 50 - 60 and 70 - 60; half-width t(0.975, 1) * 14.14 / sqrt(2) = 127.06.
-    pairs = "| all | +0.00 | [-127.06, +127.06] | 2 (NaN, left out: STS-B seed 1) |"
-    assert f"| DCFT (d=8) | LoRA (r=1) {pairs}" in summary
+    # STS-B pairs: 50 - 60 and 70 - 60; half-width t(0.975, 1) * 14.14 / sqrt(2) = 127.06.
+    stsb = "+0.00 [-127.06, +127.06] (n=2; NaN, left out: seed 1)"
+    assert f"| DCFT (d=8) | LoRA (r=1) | — (n=0) | — (n=0) | — (n=0) | {stsb} |" in summary
 
 
 def test_unknown_choices_are_named() -> None:

@@ -155,7 +155,7 @@ def test_paired_difference_is_a_t_interval_over_seed_matched_pairs():
     assert diff.n == 3 and diff.mean == pytest.approx(diffs.mean())
     assert (diff.low, diff.high) == pytest.approx((diffs.mean() - half, diffs.mean() + half))
     assert (
-        diff.text()
+        diff.text(3)
         == f"{diffs.mean():+.2f} [{diffs.mean() - half:+.2f}, {diffs.mean() + half:+.2f}]"
     )
     assert score(a[0]) == pytest.approx(80.0)

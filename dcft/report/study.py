@@ -132,12 +132,16 @@ class PairedDifference:
     n: int
     nan_seeds: tuple[int, ...] = ()
 
-    def text(self) -> str:
-        left_out = f" (NaN, left out: seed {', '.join(map(str, self.nan_seeds))})"
-        left_out = left_out if self.nan_seeds else ""
+    def text(self, seeds: int) -> str:
+        """``+mean [low, high]``, ``—`` below two pairs; the pair count named when it is fewer
+        than ``seeds``, and the NaN seeds left out."""
+        notes = [f"n={self.n}"] if self.n < max(seeds, 2) else []
+        if self.nan_seeds:
+            notes.append(f"NaN, left out: seed {', '.join(map(str, self.nan_seeds))}")
+        suffix = f" ({'; '.join(notes)})" if notes else ""
         if self.n < 2:
-            return f"— (n={self.n}){left_out}"
-        return f"{self.mean:+.2f} [{self.low:+.2f}, {self.high:+.2f}]{left_out}"
+            return f"—{suffix}"
+        return f"{self.mean:+.2f} [{self.low:+.2f}, {self.high:+.2f}]{suffix}"
 
 
 def paired_difference(a: Sequence[Run], b: Sequence[Run], task: str) -> PairedDifference:
@@ -282,16 +286,17 @@ def render(runs: Sequence[Run], majority: dict[str, float], select: str) -> str:
         "",
         "A - B x100 on each task, pairs matched on seed, mean with the 95% interval of a paired "
         "t-test (`scipy.stats.ttest_rel(A, B).confidence_interval()`, n - 1 degrees of freedom; "
-        f"n pairs named where fewer than {full_seeds}).",
+        f"n pairs named where fewer than {full_seeds}; a seed whose score is NaN on either side is "
+        "left out and named).",
         "",
         "| A | B | " + " | ".join(get_task(t).label for t in TASKS) + " |",
         "|---|---|" + "---:|" * len(TASKS),
     ]
     for a, b in PAIRS:
-        texts = []
-        for task in TASKS:
-            diff = paired_difference(by_slug.get(a, []), by_slug.get(b, []), task)
-            texts.append(diff.text() + (f" (n={diff.n})" if 2 <= diff.n < full_seeds else ""))
+        texts = [
+            paired_difference(by_slug.get(a, []), by_slug.get(b, []), t).text(full_seeds)
+            for t in TASKS
+        ]
         lines.append(f"| {labels[a]} | {labels[b]} | " + " | ".join(texts) + " |")
     return "\n".join(lines) + "\n"
 
