@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,6 +17,7 @@ import pytest
 import dcft.run.records
 from dcft.report.aggregate import build_table
 from dcft.report.cli import main, report
+from dcft.report.figures import study_curves
 from dcft.report.render import tidy, to_latex, to_markdown
 from dcft.report.runs import TWIN_LABEL, load_runs
 from dcft.report.stats import MISSING
@@ -333,6 +335,55 @@ def test_mini_scale_and_figures(tmp_path: Path) -> None:
     assert not (out / "table2.md").exists()
 
 
+def test_timed_tables_say_where_the_times_were_measured(tmp_path: Path) -> None:
+    """The time notes of Tables 4-5 name the records' device and precision: the GPU of a
+    paper-scale run, the CPU of the study's twin (never "GPU" or "hours" for CPU minutes)."""
+    machines = {"deberta-v3-base": {"gpu_name": "NVIDIA A100"}, "minilm": {"cpu_count": 2}}
+    for model, environment in machines.items():
+        path = write_run(tmp_path / model, "cola", 0, 0.7, options={"kernel": 8}, model=model)
+        record = json.loads(path.read_text())
+        record["environment"] = environment
+        record["config"]["trainer"]["precision"] = "fp32"
+        path.write_text(json.dumps(record))
+    report(load_runs(tmp_path / "deberta-v3-base"), tmp_path / "paper", [4], "paper", False)
+    report(load_runs(tmp_path / "minilm"), tmp_path / "mini", [4], "mini", False)
+    paper = (tmp_path / "paper" / "table4.md").read_text()
+    mini = (tmp_path / "mini" / "table4.md").read_text()
+    assert "mean ± std over seeds; timed on NVIDIA A100, fp32, dynamic padding; paper h:" in paper
+    assert "- ours min: minutes of `timing.train_wall_time_s`" in mini
+    assert "mean ± std over seeds; timed on CPU (2 cores), fp32, dynamic padding." in mini
+    assert "GPU" not in mini and "Our hours" not in mini
+
+
+def test_study_figure3_names_its_band_and_draws_head_only_and_the_majority_class(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "runs"
+    rows = (("dcft", {"kernel": 8}, 0.70), ("lora", {"r": 1}, 0.75), ("head", {}, 0.60))
+    for seed in (0, 1):
+        for method, options, score in rows:
+            kw = {"model": "minilm", "steps": (20, 40, 60), "method": method, "options": options}
+            write_run(root, "sst2", seed, score + 0.01 * seed, **kw)
+    majority = tmp_path / "majority.json"
+    majority.write_text(json.dumps({"sst2": 0.5092 * 100}))
+    figure = study_curves(load_runs(root), majority)
+    texts = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert texts == [
+        "DCFT (d=8): mean ± std over 2 seeds",
+        "LoRA (r=1): mean ± std over 2 seeds",
+        "Head only (frozen backbone): mean ± std over 2 seeds",
+        "majority class of the dev set (50.92)",
+        "one seed's value",
+    ]
+    accuracy = figure.axes[0]
+    assert accuracy.get_ylim()[0] < 50.92 < 60 < accuracy.get_ylim()[1]
+    dots = [line for line in accuracy.get_lines() if line.get_linestyle() == "None"]
+    assert sum(len(line.get_xdata()) for line in dots) == 3 * 2 * 3  # every seed's evaluations
+    missing = study_curves(load_runs(root), tmp_path / "none.json")
+    assert len(missing.legends[0].get_texts()) == 4  # no majority line without its file
+    plt.close("all")
+
+
 def test_mini_scale_shows_a_study_task_the_paper_has_no_column_for(tmp_path: Path) -> None:
     """The study runs Table 5's strides on SST-2, which the paper's Table 5 does not report: the
     column is there, with our runs and no paper number."""
@@ -380,9 +431,9 @@ def test_a_seed_without_a_finite_score_is_named_in_every_table(tmp_path: Path, s
     majority = {"cola": 0.0, "sst2": 50.0, "mrpc": 68.0, "stsb": 0.0}
     summary = study_summary(load_runs(root, select).runs, majority, select)
     assert "| DCFT (d=8) | — | — | — | 60.00 ± 14.14 (n=2; NaN: seed 1) |" in summary
-    # Pairs: 50 - 60 and 70 - 60; half-width t(0.975, 1) * 14.14 / sqrt(2) = 127.06.
-    pairs = "| all | +0.00 | [-127.06, +127.06] | 2 (NaN, left out: STS-B seed 1) |"
-    assert f"| DCFT (d=8) | LoRA (r=1) {pairs}" in summary
+    # STS-B pairs: 50 - 60 and 70 - 60; half-width t(0.975, 1) * 14.14 / sqrt(2) = 127.06.
+    stsb = "+0.00 [-127.06, +127.06] (n=2; NaN, left out: seed 1)"
+    assert f"| DCFT (d=8) | LoRA (r=1) | — (n=0) | — (n=0) | — (n=0) | {stsb} |" in summary
 
 
 def test_unknown_choices_are_named() -> None:

@@ -1,5 +1,6 @@
-"""The CPU study's own pieces: the learning-rate choice, the majority-class row and the paired
-differences, each against an independent computation."""
+"""The CPU study's own pieces: the learning-rate choice, the majority-class row, the reference a
+cell must beat, the per-task paired differences and the per-seed table, each against an
+independent computation."""
 
 from __future__ import annotations
 
@@ -11,7 +12,17 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from dcft.report.study import majority_scores, paired_difference, score
+from dcft.report.runs import Run
+from dcft.report.stats import Stat
+from dcft.report.study import (
+    learns,
+    majority_scores,
+    paired_difference,
+    reference,
+    render,
+    score,
+    seeds_csv,
+)
 from dcft.tools.lr_search import (
     SEARCH_CONFIG,
     choose,
@@ -134,17 +145,21 @@ class _Run:
         self.scores = {"validation": {"accuracy": value}}
 
 
-def test_paired_difference_is_a_t_interval_over_matching_pairs():
-    a = [_Run("sst2", s, v) for s, v in enumerate([0.80, 0.82, 0.78])] + [_Run("rte", 0, 0.5)]
-    b = [_Run("sst2", s, v) for s, v in enumerate([0.79, 0.80, 0.79])]
-    mean, low, high, n = paired_difference(a, b)
+def test_paired_difference_is_a_t_interval_over_seed_matched_pairs():
+    a = [_Run("sst2", s, v) for s, v in enumerate([0.80, 0.82, 0.78])]
+    a += [_Run("sst2", 3, 0.90), _Run("rte", 0, 0.5)]  # seed 3 and RTE: no partner in b
+    b = [_Run("sst2", s, v) for s, v in ((2, 0.79), (0, 0.79), (1, 0.80))]
+    diff = paired_difference(a, b, "sst2")
     diffs = np.array([1.0, 2.0, -1.0])
     half = stats.t.ppf(0.975, 2) * diffs.std(ddof=1) / math.sqrt(3)
-    assert n == 3 and mean == pytest.approx(diffs.mean())
-    assert (low, high) == pytest.approx((diffs.mean() - half, diffs.mean() + half))
+    assert diff.n == 3 and diff.mean == pytest.approx(diffs.mean())
+    assert (diff.low, diff.high) == pytest.approx((diffs.mean() - half, diffs.mean() + half))
+    assert (
+        diff.text(3)
+        == f"{diffs.mean():+.2f} [{diffs.mean() - half:+.2f}, {diffs.mean() + half:+.2f}]"
+    )
     assert score(a[0]) == pytest.approx(80.0)
-    assert paired_difference(a, b, tasks=["rte"])[3] == 0  # rte has no partner in b
-    assert paired_difference(a, b, tasks=["sst2"]) == (mean, low, high, n)
+    assert paired_difference(a, b, "rte").n == 0
 
 
 def test_rates_file_holds_only_settled_choices_per_slug(tmp_path):
@@ -170,3 +185,88 @@ def test_rates_file_holds_only_settled_choices_per_slug(tmp_path):
     _record(tmp_path, "dcft", "stsb", 1e-2, 0.30)
     text = rates_yaml(search, choose(search, tmp_path))
     assert text.splitlines()[-2:] == ["lora-r1: 0.003", "dcft-k8-s8: 0.01"]
+
+
+SEEDS = (0, 1, 2)
+
+
+def test_head_only_is_the_reference_where_the_majority_class_scores_zero():
+    majority = {"stsb": 0.0, "sst2": 50.0}
+    head = Stat.of([20.0, 21.0, 22.0], SEEDS)
+    assert reference("stsb", majority, head) == pytest.approx(21.0)
+    assert reference("sst2", majority, head) == 50.0  # a majority class that scores: it
+    assert reference("stsb", majority, None) == 0.0  # no head-only runs: the majority class
+    assert learns(Stat.of([30.0, 31.0, 32.0], SEEDS), 21.0)  # +10 over head-only, std 1
+    assert not learns(Stat.of([25.0, 31.0, 37.0], SEEDS), 21.0)  # +10, std 6: not twice over
+    assert learns(Stat.of([25.0, 31.0, 37.0], SEEDS), 0.0)  # what the majority class would say
+
+
+def _study_run(slug: str, task: str, seed: int, curve: dict[int, float]) -> Run:
+    """A finished study run whose dev evaluations score ``curve`` (x100) and whose best is the
+    highest."""
+    metric = {"sst2": "accuracy", "stsb": "pearson"}[task]
+    evaluations = [
+        {"step": step, "metrics": {"validation": {metric: value / 100}}}
+        for step, value in curve.items()
+    ]
+    best = max(evaluations, key=lambda e: e["metrics"]["validation"][metric])
+    method = "dcft" if slug.startswith("dcft") else slug
+    return Run(
+        path=Path(f"{slug}-{task}-{seed}.json"),
+        record={"evaluations": evaluations, "best": best},
+        model="minilm",
+        task=task,
+        method=method,
+        slug=slug,
+        options={},
+        seed=seed,
+        hparams_hash=f"{slug}-{task}",
+        harness_version="1",
+        settings="s",
+        scores=best["metrics"],
+        params=100,
+        params_total=None,
+        hours=60 / 3600,
+    )
+
+
+def test_summary_marks_cells_against_head_only_and_gives_per_task_intervals():
+    curves = {  # (slug, task) -> per seed, the scores at steps 20 and 40
+        ("head", "stsb"): [(10, 20), (11, 21), (12, 22)],
+        ("dcft-k8-s8", "stsb"): [(10, 25), (12, 31), (14, 37)],  # above 0, not above head-only
+        ("lora-r1", "stsb"): [(20, 30), (21, 32), (22, 31)],
+        ("head", "sst2"): [(60, 61), (60, 62), (60, 63)],
+        ("dcft-k8-s8", "sst2"): [(70, 74), (73, 72), (70, 75)],  # seed 1: best at 20
+        ("lora-r1", "sst2"): [(80, 80), (81, 79), (82, 83)],
+    }
+    runs = [
+        _study_run(slug, task, seed, dict(zip((20, 40), values, strict=True)))
+        for (slug, task), per_seed in curves.items()
+        for seed, values in enumerate(per_seed)
+    ]
+    majority = {"cola": 0.0, "sst2": 50.0, "mrpc": 68.0, "stsb": 0.0}
+    md = render(runs, majority, "best")
+    rows = {line.split(" | ")[0].strip("| "): line for line in md.splitlines() if "(n=3)" in line}
+    assert "31.00 ± 6.00 (n=3) * |" in rows["DCFT (d=8)"]  # STS-B: 10 over head-only, std 6
+    assert "74.00 ± 1.00 (n=3) |" in rows["DCFT (d=8)"]  # SST-2 against the majority class
+    assert "21.00 ± 1.00 (n=3) |" in rows["Head only (frozen backbone)"]  # against the majority
+    assert rows["DCFT (d=8)"].endswith("| 5/6 |")
+    assert "1 of 4 cells are marked" in md
+    assert "| DCFT (d=8) | — | 71.00 → 73.67 | — | 12.00 → 31.00 |" in md
+    sst2 = np.array([74.0, 73.0, 75.0]) - np.array([80.0, 81.0, 83.0])
+    half = stats.t.ppf(0.975, 2) * sst2.std(ddof=1) / math.sqrt(3)
+    pair = next(line for line in md.splitlines() if line.startswith("| DCFT (d=8) | LoRA (r=1) |"))
+    assert f"{sst2.mean():+.2f} [{sst2.mean() - half:+.2f}, {sst2.mean() + half:+.2f}]" in pair
+    assert pair.count("—") == 2  # CoLA and MRPC: no runs
+
+
+def test_seeds_csv_has_one_line_per_run_with_every_evaluation():
+    runs = [_study_run("lora-r1", "sst2", seed, {20: 70.0 + seed, 40: 75.0}) for seed in (1, 0)]
+    lines = seeds_csv(runs).splitlines()
+    assert lines[0] == (
+        "method,method_slug,task,metric,seed,dev_step20,dev_step40,best,best_step,train_time_s,params"
+    )
+    assert lines[1:] == [
+        "LoRA (r=1),lora-r1,sst2,accuracy,0,70.0000,75.0000,75.0000,40,60.0,100",
+        "LoRA (r=1),lora-r1,sst2,accuracy,1,71.0000,75.0000,75.0000,40,60.0,100",
+    ]

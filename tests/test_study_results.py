@@ -1,18 +1,23 @@
 """The committed CPU study is complete and is what today's code renders from its records: every
 run the study's sweeps list has a finished record, and the committed tables are rebuilt from
-those records byte for byte (a change in aggregation or rendering shows up here)."""
+those records byte for byte (a change in aggregation or rendering shows up here); the per-seed
+table holds what the records hold, and the summary's numbers follow from it."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from scipy import stats
 
 from dcft import sweep
 from dcft.report.cli import report
+from dcft.report.figures import BENCH_CSV, bench_step_times
 from dcft.report.runs import SELECTS, load_runs
-from dcft.report.study import MAJORITY_FILE, render
+from dcft.report.study import MAJORITY_FILE, render, seeds_csv
 from dcft.tools import lr_search
 from tests.conftest import REPO, SHARED_DATA, parquet_copy
 
@@ -82,3 +87,64 @@ def test_committed_summary_is_what_the_committed_records_render(select):
     majority = json.loads((REPO / MAJORITY_FILE).read_text())
     runs = load_runs(STUDY / "runs", select).runs
     assert render(runs, majority, select) == (STUDY / f"study-{select}.md").read_text()
+
+
+def test_committed_seed_table_is_what_the_committed_records_render():
+    runs = load_runs(STUDY / "runs", "best").runs
+    assert seeds_csv(runs) == (STUDY / "study-seeds.csv").read_text()
+
+
+METRICS = {
+    "cola": "matthews_correlation",
+    "sst2": "accuracy",
+    "mrpc": "accuracy",
+    "stsb": "pearson",
+}
+
+
+def test_seed_table_holds_every_record_and_the_summary_follows_from_it():
+    """Read the records' JSON directly (not through the report's loader) and check every line of
+    study-seeds.csv; then recompute a cell and a paired interval of the summary from the CSV."""
+    table = pd.read_csv(STUDY / "study-seeds.csv")
+    records = [json.loads(p.read_text()) for p in sorted((STUDY / "runs").rglob("*.json"))]
+    assert len(table) == len(records) == 180
+    indexed = table.set_index(["method_slug", "task", "seed"]).sort_index()
+    for record in records:
+        identity = record["identity"]
+        line = indexed.loc[(identity["method_slug"], identity["task"], identity["seed"])]
+        metric = METRICS[identity["task"]]
+        for evaluation in record["evaluations"]:
+            value = 100 * evaluation["metrics"]["validation"][metric]
+            assert line[f"dev_step{evaluation['step']}"] == pytest.approx(value, abs=1e-4)
+        assert line["best"] == pytest.approx(
+            100 * record["best"]["metrics"]["validation"][metric], abs=1e-4
+        )
+        assert line["best_step"] == record["best"]["step"]
+    summary = (STUDY / "study-best.md").read_text()
+    cell = indexed.loc[("dcft-k8-s8", "sst2"), "best"]
+    assert f"| {cell.mean():.2f} ± {cell.std(ddof=1):.2f} (n=3) |" in summary
+    dcft, lora = (
+        indexed.loc[(slug, "sst2"), "best"].sort_index() for slug in ("dcft-k8-s8", "lora-r1")
+    )
+    diffs = (dcft - lora).to_numpy()
+    half = stats.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / math.sqrt(len(diffs))
+    interval = f"{diffs.mean():+.2f} [{diffs.mean() - half:+.2f}, {diffs.mean() + half:+.2f}]"
+    pair = next(
+        line for line in summary.splitlines() if line.startswith("| DCFT (d=8) | LoRA (r=1) |")
+    )
+    assert interval == pair.split(" | ")[3]  # the SST-2 column
+
+
+def test_study_figure2_draws_the_bench_step_times():
+    """The study's Figure 2 is `make bench`'s step times: what it reads reproduces the bench's
+    own DCFT / LoRA targets."""
+    times = bench_step_times(REPO / BENCH_CSV)
+    bench = pd.read_csv(REPO / BENCH_CSV)
+    targets = bench[bench.section == "target"].set_index("subject")["median"]
+    for model in ("minilm", "deberta-v3-base"):
+        dcft, lora = times[model]["DCFT d=8 fast"][0], times[model]["LoRA r=1"][0]
+        target = targets[f"{model} step time, DCFT d=8 / LoRA r=1"]
+        assert dcft / lora == pytest.approx(float(target), abs=1e-4)
+        median, q1, q3 = times[model]["LoRA r=1"]
+        assert q1 <= median <= q3
+    assert bench_step_times(REPO / "no-such-bench.csv") == {}

@@ -38,7 +38,7 @@ def notes(result: TableResult) -> list[str]:
     if result.spec.timed and not compared:
         out.append(
             "ours min: minutes of `timing.train_wall_time_s` (Trainer.train, in-training "
-            "evaluation included), mean ± std over seeds."
+            f"evaluation included), mean ± std over seeds; {timed_on(result)}."
         )
     if result.spec.averaged and compared:
         out.append(
@@ -48,7 +48,8 @@ def notes(result: TableResult) -> list[str]:
     if result.spec.timed and compared:
         out.append(
             "ours h: hours of `timing.train_wall_time_s` (Trainer.train, in-training evaluation "
-            "included), mean ± std over seeds; paper h: the printed training times."
+            f"included), mean ± std over seeds; {timed_on(result)}; paper h: the printed "
+            "training times."
         )
     out += result.spec.notes
     out += data_caveats(result)
@@ -81,6 +82,25 @@ def notes(result: TableResult) -> list[str]:
         + "."
     )
     return out
+
+
+def timed_on(result: TableResult) -> str:
+    """Where our times were measured, read from the table's records: their device (the GPU's
+    name, or the CPU and its cores) and training precision."""
+    runs = [run for row in result.rows for runs in row.cell_runs.values() for run in runs]
+    devices, precisions = set(), set()
+    for run in runs:
+        environment = run.record.get("environment") or {}
+        cores = environment.get("cpu_count")
+        cpu = f"CPU ({cores} cores)" if cores else "CPU"
+        devices.add(environment.get("gpu_name") or cpu)
+        trainer = (run.record.get("config") or {}).get("trainer") or {}
+        precisions.add(str(trainer.get("precision", "precision not recorded")))
+    if not runs:
+        return "no records timed"
+    return (
+        f"timed on {', '.join(sorted(devices))}, {', '.join(sorted(precisions))}, dynamic padding"
+    )
 
 
 def failures(result: TableResult) -> list[str]:
