@@ -10,7 +10,8 @@ CPU-sized twin); a table naming none at paper scale is swept from its rows: per 
 method and options over the table's tasks and the paper's five seeds. ``--dry-run`` expands the
 sweep exactly as Hydra will, computes every run's key as ``dcft.train`` would (dcft.run.composer:
 once per setting, in seconds) and counts the runs finished, failed, running and to do per
-model x task (dcft.sweep_summary; ``--list-runs``: every run too); otherwise each part is launched as ``python -m dcft.train experiment=NAME`` (a row:
+model x task (dcft.sweep_summary; ``--list-runs``: every run too); otherwise each part is
+launched as ``python -m dcft.train experiment=NAME`` (a row:
 ``python -m dcft.train --multirun model=... task=... method=...``), where runs with a finished
 record are skipped.
 """
@@ -37,6 +38,7 @@ from dcft.run.config import CONF_DIR
 from dcft.run.identity import RunIdentity
 from dcft.run.status import run_status
 from dcft.run.training_args import pass_through_overrides
+from dcft.sweep_summary import add_dry_run_arguments, summary
 
 EXPERIMENT_DIR = CONF_DIR / "experiment"
 # The seeds of a table swept from its rows: the paper's five, as in every paper-scale experiment.
@@ -245,8 +247,6 @@ def _is_override(argument: str) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from dcft.sweep_summary import summary
-
     parser = OneLineParser(prog="python -m dcft.sweep", description=__doc__.splitlines()[0])
     parser.add_argument(
         "arguments",
@@ -260,14 +260,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--scale", default="paper", choices=SCALES)
     parser.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: the experiment's)")
     parser.add_argument("--launcher", default="basic", help="basic | gpus | local | slurm | ...")
-    parser.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="train nothing: how many runs are finished, failed, running, to do (per model x task)",
-    )
-    parser.add_argument(
-        "--list-runs", action="store_true", help="with --dry-run: every run and its state, too"
-    )
+    add_dry_run_arguments(parser)
     parser.add_argument(
         "--retry-failed", action="store_true", help="train runs whose record says failed again"
     )

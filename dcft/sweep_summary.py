@@ -5,6 +5,7 @@ every run first, one a line."""
 
 from __future__ import annotations
 
+import argparse
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
@@ -81,3 +82,15 @@ def summary(title: str, runs: Sequence[PlannedRun], list_runs: bool = False) -> 
         )
     lines.append(summary_line(runs))
     return "\n".join(lines)
+
+
+def add_dry_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--dry-run`` and ``--list-runs``, as every command that plans runs takes them."""
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="train nothing: how many runs are finished, failed, running, to do (per model x task)",
+    )
+    parser.add_argument(
+        "--list-runs", action="store_true", help="with --dry-run: every run and its state, too"
+    )

@@ -29,7 +29,7 @@ from dcft.data import get_task
 from dcft.report.runs import load_runs
 from dcft.run.config import CONF_DIR, method_config_slugs
 from dcft.sweep import Part, plan_parts
-from dcft.sweep_summary import summary
+from dcft.sweep_summary import add_dry_run_arguments, summary
 
 ROOT = Path(__file__).resolve().parents[2]
 SEARCHES = sorted(p.stem for p in (CONF_DIR / "study").glob("*.yaml"))
@@ -212,14 +212,7 @@ def rates_yaml(search: Mapping[str, Any], choices: Sequence[Choice]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="train nothing: how many runs are finished, failed, running, to do (per model x task)",
-    )
-    parser.add_argument(
-        "--list-runs", action="store_true", help="with --dry-run: every run and its state, too"
-    )
+    add_dry_run_arguments(parser)
     parser.add_argument("--summarize", action="store_true", help="write the search's summary")
     parser.add_argument("--methods", nargs="+", default=(), help="only these (default: all)")
     parser.add_argument("--search", default="lr_search", choices=SEARCHES, help="which search")
