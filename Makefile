@@ -70,7 +70,14 @@ $(addprefix reproduce-table,$(TABLES)): reproduce-table%: $(VENV)/.runtime
 	$(PY) -m dcft.sweep table$* --scale $(SCALE) --launcher $(LAUNCHER) \
 		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(DRY_RUN),--dry-run) $(HYDRA_ARGS)
 
+# A dry run of every table is one process (the composed configs and data fingerprints are shared).
+ifdef DRY_RUN
+reproduce-all: $(VENV)/.runtime
+	$(PY) -m dcft.sweep $(addprefix table,$(TABLES)) --scale $(SCALE) \
+		$(if $(SEEDS),--seeds $(SEEDS)) --dry-run $(HYDRA_ARGS)
+else
 reproduce-all: $(addprefix reproduce-table,$(TABLES))
+endif
 
 # The paper-scale tables from your own GPU records (results/runs/, not committed: rendered only
 # when it exists), then the committed CPU study from its committed records.

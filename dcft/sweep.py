@@ -1,23 +1,26 @@
 """List or launch the sweep that rebuilds one of the paper's tables.
 
-    python -m dcft.sweep table4 [--scale mini] [--seeds 3] [--launcher slurm] [--dry-run] [OVERRIDES]
+    python -m dcft.sweep table4 [--scale mini] [--seeds 3] [--launcher slurm] [OVERRIDES]
+    python -m dcft.sweep table1 table4 --dry-run [--list-runs]   # what is done, what is left
     python -m dcft.sweep --list [--scale mini]     # the tables with a sweep at that scale
 
 A table's file (conf/table/tableN.yaml) names the Hydra multirun experiments of
 conf/experiment/ that sweep it at each scale (Table 1 has one per model; ``mini-tableN`` is the
 CPU-sized twin); a table naming none at paper scale is swept from its rows: per row, its model,
 method and options over the table's tasks and the paper's five seeds. ``--dry-run`` expands the
-sweep exactly as Hydra will, composes every run's config and says which runs already have a
-record; otherwise each part is launched as ``python -m dcft.train experiment=NAME`` (a row:
+sweep exactly as Hydra will, computes every run's key as ``dcft.train`` would (dcft.run.composer:
+once per setting, in seconds) and counts the runs finished, failed, running and to do per
+model x task (dcft.sweep_summary; ``--list-runs``: every run too); otherwise each part is
+launched as ``python -m dcft.train experiment=NAME`` (a row:
 ``python -m dcft.train --multirun model=... task=... method=...``), where runs with a finished
 record are skipped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +33,12 @@ from omegaconf import DictConfig
 
 from dcft.cli import OneLineParser, hydra_errors
 from dcft.report.tables import SCALES, RowSpec, TableSpec, table_specs
+from dcft.run.composer import Composer
 from dcft.run.config import CONF_DIR
 from dcft.run.identity import RunIdentity
-from dcft.run.records import CorruptRecordError, ForeignRecordError, read_record
+from dcft.run.status import run_status
 from dcft.run.training_args import pass_through_overrides
+from dcft.sweep_summary import add_dry_run_arguments, summary
 
 EXPERIMENT_DIR = CONF_DIR / "experiment"
 # The seeds of a table swept from its rows: the paper's five, as in every paper-scale experiment.
@@ -155,17 +160,9 @@ class PlannedRun:
     overrides: tuple[str, ...]
     identity: RunIdentity
     record: Path
-    status: str  # finished | failed | to do | corrupt | foreign
-
-
-def _status(path: Path, identity: RunIdentity) -> str:
-    try:
-        record = read_record(path, identity)
-    except ForeignRecordError:
-        return "foreign"
-    except CorruptRecordError:
-        return "corrupt"
-    return "to do" if record is None else record["status"]
+    status: str  # finished | failed | running | to do | corrupt | foreign (dcft.run.status)
+    detail: str = ""  # the failure reason, the lock's holder and age, why a record is refused
+    data: str = ""  # the run's data.fingerprint
 
 
 def plan(table: str, scale: str = "paper", overrides: Sequence[str] = ()) -> list[PlannedRun]:
@@ -173,28 +170,49 @@ def plan(table: str, scale: str = "paper", overrides: Sequence[str] = ()) -> lis
     return plan_parts(parts(table, scale), overrides)
 
 
+def _split_seed(job: Sequence[str]) -> tuple[tuple[str, ...], int | None]:
+    """A job's overrides without its ``seed=N``, and N."""
+    rest = tuple(o for o in job if _key(o) != "seed")
+    seeds = [o.split("=", 1)[1] for o in job if _key(o) == "seed" and not o.startswith("~")]
+    return rest, (int(seeds[-1]) if seeds and seeds[-1].isdigit() else None)
+
+
 def plan_parts(planned: Sequence[Part], overrides: Sequence[str] = ()) -> list[PlannedRun]:
-    """Every run of the multiruns ``planned``, with the state of its record."""
+    """Every run of the multiruns ``planned``, with the state of its record.
+
+    A run's key is what ``dcft.train`` computes from the same overrides (tests/test_sweep_keys.py)
+    but composed by ``Composer`` and once per setting: the seeds of one setting share their hash
+    (``hparams_hash`` leaves the seed out), so only their record paths differ."""
     runs = []
+    settings: dict[tuple[str, ...], tuple[RunIdentity, str, str]] = {}
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        composer = Composer()
         for part in planned:
             for job in part.jobs(overrides):
-                cfg = _compose([*part.fixed(), *job])
-                identity = RunIdentity.from_config(cfg)
-                path = identity.record_path(cfg.results_dir)
+                composed = (*part.fixed(), *job)
+                rest, seed = _split_seed(composed)
+                if seed is None or composer.interpolates(rest, "seed"):
+                    rest, seed = composed, None  # the seed is part of this setting
+                if rest not in settings:
+                    resolved = composer.resolved(
+                        [*rest, f"seed={seed}"] if seed is not None else rest
+                    )
+                    results, data = (
+                        str(resolved["results_dir"]),
+                        str(resolved["data"]["fingerprint"]),
+                    )
+                    settings[rest] = (RunIdentity.from_resolved(resolved), results, data)
+                identity, results, data = settings[rest]
+                if seed is not None:
+                    identity = dataclasses.replace(identity, seed=seed)
+                path = identity.record_path(results)
+                state = run_status(path, identity)
                 runs.append(
-                    PlannedRun(part.name, tuple(job), identity, path, _status(path, identity))
+                    PlannedRun(
+                        part.name, tuple(job), identity, path, state.status, state.detail, data
+                    )
                 )
     return runs
-
-
-def print_plan(runs: Sequence[PlannedRun]) -> None:
-    for run in runs:
-        i = run.identity
-        print(f"{run.status:>8}  {i.model} {i.task} {i.method_slug} seed{i.seed}  {run.record}")
-    counts = Counter(run.status for run in runs)
-    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    print(f"{len(runs)} runs: {summary}")
 
 
 def launch(table: str, scale: str, launcher: str, overrides: Sequence[str]) -> int:
@@ -224,37 +242,49 @@ def launch(table: str, scale: str, launcher: str, overrides: Sequence[str]) -> i
     return len(failed)
 
 
+def _is_override(argument: str) -> bool:
+    return "=" in argument or argument.startswith(("~", "+"))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = OneLineParser(prog="python -m dcft.sweep", description=__doc__.splitlines()[0])
-    parser.add_argument("table", nargs="?", help="table1 ... (see --list)")
+    parser.add_argument(
+        "arguments",
+        nargs="*",
+        metavar="TABLE|OVERRIDE",
+        help="tables (table1 ...; see --list), then Hydra overrides (key=value) for every run",
+    )
     parser.add_argument(
         "--list", action="store_true", help="print the tables with a sweep at --scale, one a line"
     )
     parser.add_argument("--scale", default="paper", choices=SCALES)
     parser.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: the experiment's)")
     parser.add_argument("--launcher", default="basic", help="basic | gpus | local | slurm | ...")
-    parser.add_argument("--dry-run", action="store_true", help="list the runs, train nothing")
+    add_dry_run_arguments(parser)
     parser.add_argument(
         "--retry-failed", action="store_true", help="train runs whose record says failed again"
     )
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = parser.parse_intermixed_args(argv)
+    chosen = [a for a in args.arguments if not _is_override(a)]
     if args.list:
         print("\n".join(tables(args.scale)))
         return
-    if args.table is None:
+    if not chosen:
         parser.error("name a table (python -m dcft.sweep --list shows them)")
-    if args.table not in tables():
-        parser.error(f"unknown table {args.table!r}; valid choices: {', '.join(tables())}")
-    overrides = pass_through_overrides(args.overrides)
+    unknown = [table for table in chosen if table not in tables()]
+    if unknown:
+        parser.error(f"unknown table {unknown[0]!r}; valid choices: {', '.join(tables())}")
+    overrides = pass_through_overrides([a for a in args.arguments if _is_override(a)])
     if args.seeds is not None:
         overrides.append(f"seed=range(0,{args.seeds})")
     if args.retry_failed:
         overrides.append("retry_failed=true")
-    if args.dry_run:
+    if args.dry_run or args.list_runs:
         with hydra_errors(parser.prog):
-            print_plan(plan(args.table, args.scale, overrides))
-    elif launch(args.table, args.scale, args.launcher, overrides):
+            for table in chosen:
+                runs = plan(table, args.scale, overrides)
+                print(summary(f"{table} at {args.scale} scale", runs, args.list_runs), flush=True)
+    elif sum(launch(table, args.scale, args.launcher, overrides) for table in chosen):
         raise SystemExit(1)
 
 

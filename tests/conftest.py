@@ -21,7 +21,8 @@ from omegaconf import DictConfig
 
 import dcft.train
 from dcft.data.fingerprint import CACHE_DIR_ENV
-from dcft.data.glue import parquet_dir, read_glue_tsv, tsv_path
+from dcft.data.glue import read_glue_tsv
+from dcft.data.location import parquet_dir, tsv_path
 from dcft.data.tasks import TASKS, TaskSpec, get_task
 from dcft.run.config import CONF_DIR
 

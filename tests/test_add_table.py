@@ -74,9 +74,9 @@ def run(tree: Path, *args: str) -> str:
 def test_the_new_table_is_listed_and_swept_from_its_rows(tree: Path) -> None:
     assert run(tree, "-m", "dcft.sweep", "--list").split() == [f"table{n}" for n in range(1, 8)]
     assert "table7" not in run(tree, "-m", "dcft.sweep", "--list", "--scale", "mini").split()
-    lines = run(tree, "-m", "dcft.sweep", "table7", "--dry-run", "results_dir=R").splitlines()
+    lines = run(tree, "-m", "dcft.sweep", "table7", "--list-runs", "results_dir=R").splitlines()
     assert lines[-1] == "20 runs: 20 to do"  # 2 rows x 2 tasks x the paper's 5 seeds
-    planned = {tuple(line.split()[2:6]) for line in lines[:-1]}  # after "to do"
+    planned = {tuple(line.split()[2:6]) for line in lines[:20]}  # after "to do"
     assert planned == {
         ("deberta-v3-base", task, f"dcft-k{k}-s{k}", f"seed{seed}")
         for task in ("rte", "mrpc")

@@ -13,7 +13,7 @@ import pytest
 
 import dcft.data.fingerprint as fingerprint
 from dcft.data import data_fingerprint
-from dcft.data.glue import tsv_path
+from dcft.data.location import tsv_path
 from dcft.data.tasks import get_task
 from dcft.run.identity import hparams_hash
 from tests.conftest import (

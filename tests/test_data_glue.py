@@ -505,7 +505,8 @@ def test_real_row_counts(task: str, n_dev: int, n_train: int | None) -> None:
 @real_data
 @pytest.mark.parametrize("task", ["cola", "sst2", "mrpc", "stsb", "rte", "qnli"])
 def test_real_tsv_and_parquet_agree(task: str) -> None:
-    from dcft.data.glue import parquet_dir, read_glue_parquet, read_glue_tsv, tsv_path
+    from dcft.data.glue import read_glue_parquet, read_glue_tsv
+    from dcft.data.location import parquet_dir, tsv_path
 
     spec = TASKS[task]
     tsv = read_glue_tsv(tsv_path(SHARED_DATA, spec, "validation"), spec)

@@ -1,39 +1,37 @@
-"""Data layer: task registry, raw GLUE/SQuAD loading (local files or the Hub), tokenisation."""
+"""Data layer: task registry, raw GLUE/SQuAD loading (local files or the Hub), tokenisation.
 
-from dcft.data.errors import DataFormatError, DataUnavailableError
-from dcft.data.fingerprint import data_fingerprint
-from dcft.data.glue_tokenize import tokenize_glue
-from dcft.data.sources import (
-    DATA_DIR_ENV,
-    RawData,
-    load_raw_splits,
-    load_task_data,
-    resolve_data_dir,
-)
-from dcft.data.squad_features import (
-    prepare_squad_eval_features,
-    prepare_squad_train_features,
-    tokenize_squad,
-)
-from dcft.data.squad_postprocess import postprocess_squad, postprocess_squad_predictions
-from dcft.data.tasks import TASKS, TaskSpec, get_task
+The names below are imported from their modules when first used (PEP 562), so that a task's
+facts, its files and a cached data fingerprint (what a run's key needs) come without loading
+``datasets`` or ``transformers``.
+"""
 
-__all__ = [
-    "DATA_DIR_ENV",
-    "TASKS",
-    "DataFormatError",
-    "DataUnavailableError",
-    "RawData",
-    "TaskSpec",
-    "data_fingerprint",
-    "get_task",
-    "load_raw_splits",
-    "load_task_data",
-    "postprocess_squad",
-    "postprocess_squad_predictions",
-    "prepare_squad_eval_features",
-    "prepare_squad_train_features",
-    "resolve_data_dir",
-    "tokenize_glue",
-    "tokenize_squad",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DataFormatError": "errors",
+    "DataUnavailableError": "errors",
+    "data_fingerprint": "fingerprint",
+    "tokenize_glue": "glue_tokenize",
+    "DATA_DIR_ENV": "location",
+    "resolve_data_dir": "location",
+    "RawData": "sources",
+    "load_raw_splits": "sources",
+    "load_task_data": "sources",
+    "prepare_squad_eval_features": "squad_features",
+    "prepare_squad_train_features": "squad_features",
+    "tokenize_squad": "squad_features",
+    "postprocess_squad": "squad_postprocess",
+    "postprocess_squad_predictions": "squad_postprocess",
+    "TASKS": "tasks",
+    "TaskSpec": "tasks",
+    "get_task": "tasks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -21,14 +21,14 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
-
-import datasets
+from typing import TYPE_CHECKING, Any
 
 from dcft.data.errors import DataUnavailableError
-from dcft.data.hub import load_hub_splits
-from dcft.data.sources import load_local_split, local_split_files, resolve_data_dir
+from dcft.data.location import local_split_files, resolve_data_dir
 from dcft.data.tasks import TaskSpec, get_task
+
+if TYPE_CHECKING:  # the readers load datasets: only when a fingerprint is computed
+    import datasets
 
 # Names the digest's layout; a change of layout must change it (every key changes with it).
 FORMAT = "dcft-examples/1"
@@ -62,9 +62,15 @@ def data_fingerprint(task: str, data_dir: str | Path | None) -> str:
     return _cached(
         spec,
         [path for paths in files.values() for path in paths],
-        lambda: examples_fingerprint(
-            spec, {split: load_local_split(spec, root, split) for split in files}
-        ),
+        lambda: _local_examples(spec, root, files),
+    )
+
+
+def _local_examples(spec: TaskSpec, root: Path, files: Mapping[str, Any]) -> str:
+    from dcft.data.sources import load_local_split
+
+    return examples_fingerprint(
+        spec, {split: load_local_split(spec, root, split) for split in files}
     )
 
 
@@ -83,6 +89,10 @@ def examples_fingerprint(spec: TaskSpec, splits: Mapping[str, datasets.Dataset])
 
 def _hub_fingerprint(spec: TaskSpec) -> str:
     """The Hub's copy (its local cache when offline), loaded once per process and cache folder."""
+    import datasets
+
+    from dcft.data.hub import load_hub_splits
+
     memo = f"hub:{spec.name}:{datasets.config.HF_DATASETS_CACHE}"
     if memo not in _computed:
         try:

@@ -23,14 +23,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dcft.data.errors import DataFormatError, read_utf8
+from dcft.data.location import glue_layout
 from dcft.data.tasks import TaskSpec, TsvLayout
-
-_TSV_FILES = {
-    "train": "train.tsv",
-    "validation": "dev.tsv",
-    "validation_matched": "dev_matched.tsv",
-    "validation_mismatched": "dev_mismatched.tsv",
-}
 
 
 def glue_features(spec: TaskSpec) -> datasets.Features:
@@ -42,22 +36,6 @@ def glue_features(spec: TaskSpec) -> datasets.Features:
     )
     text = {field: datasets.Value("string") for field in spec.text_fields}
     return datasets.Features({**text, "label": label, "idx": datasets.Value("int32")})
-
-
-def tsv_path(data_dir: Path, spec: TaskSpec, split: str) -> Path:
-    """``glue/<folder>/<file>.tsv``: the folder is the task's (``TaskSpec.tsv``), the file names
-    are GLUE's for every task (``dev.tsv``, MNLI's ``dev_matched.tsv``)."""
-    return data_dir / "glue" / _layout(spec).folder / _TSV_FILES[split]
-
-
-def _layout(spec: TaskSpec) -> TsvLayout:
-    if spec.tsv is None:
-        raise ValueError(f"task {spec.name!r} has no GLUE TSV layout (kind {spec.kind!r})")
-    return spec.tsv
-
-
-def parquet_dir(data_dir: Path, spec: TaskSpec, split: str) -> Path:
-    return data_dir / "glue_parquet" / str(spec.hub_config) / split
 
 
 def read_glue_parquet(directory: Path, spec: TaskSpec) -> datasets.Dataset:
@@ -104,7 +82,7 @@ def _check_parquet_labels(shard: Path, labels: pa.ChunkedArray, spec: TaskSpec) 
 
 def read_glue_tsv(path: Path, spec: TaskSpec) -> datasets.Dataset:
     """Parse one GLUE distribution TSV (quoting disabled: sentences contain quote characters)."""
-    layout = _layout(spec)
+    layout = glue_layout(spec)
     parse_label = _label_parser(spec)
     columns: dict[str, list] = {name: [] for name in (*spec.text_fields, "label", "idx")}
     rows = _numbered_rows(path)
@@ -167,7 +145,7 @@ def _resolve_columns(
 def _label_parser(spec: TaskSpec) -> Callable[[str], int | float]:
     if spec.is_regression:
         return _parse_score
-    if _layout(spec).word_labels:
+    if glue_layout(spec).word_labels:
         words = {name: i for i, name in enumerate(spec.label_names)}
 
         def parse_word(value: str) -> int:

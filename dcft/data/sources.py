@@ -4,7 +4,6 @@ and say where every example came from (the run record's ``data`` section)."""
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,14 +11,12 @@ from typing import Any
 
 import datasets
 
-from dcft.data.errors import FIX_HINT, DataUnavailableError, missing_split_error
-from dcft.data.glue import parquet_dir, read_glue_parquet, read_glue_tsv, tsv_path
+from dcft.data.glue import read_glue_parquet, read_glue_tsv
 from dcft.data.hub import hub_offline, hub_provenance, load_hub_splits
+from dcft.data.location import local_split_files, resolve_data_dir
 from dcft.data.provenance import local_provenance
-from dcft.data.squad import read_squad_json, squad_json_paths
+from dcft.data.squad import read_squad_json
 from dcft.data.tasks import TaskSpec, get_task
-
-DATA_DIR_ENV = "DCFT_DATA_DIR"
 
 logger = logging.getLogger(__name__)
 
@@ -32,17 +29,6 @@ class RawData:
 
     splits: dict[str, datasets.Dataset]
     provenance: dict[str, Any] = field(default_factory=dict)
-
-
-def resolve_data_dir(data_dir: str | Path | None = None) -> Path | None:
-    """``data_dir`` if given, else ``$DCFT_DATA_DIR``; ``None`` (or empty) means the Hub."""
-    chosen = data_dir if data_dir not in (None, "") else os.environ.get(DATA_DIR_ENV, "")
-    if not chosen:
-        return None
-    path = Path(chosen).expanduser()
-    if not path.is_dir():
-        raise DataUnavailableError(f"data directory {path} does not exist. {FIX_HINT}")
-    return path
 
 
 def load_raw_splits(
@@ -145,26 +131,6 @@ def _read_local_split(
     if files[0].suffix == ".tsv":
         return read_glue_tsv(files[0], spec), files
     return read_glue_parquet(files[0].parent, spec), files
-
-
-def local_split_files(spec: TaskSpec, data_dir: Path, split: str) -> list[Path]:
-    """The files one split is read from: SQuAD's first JSON candidate that exists; for GLUE the
-    TSV, else the parquet shards."""
-    if spec.kind == "squad":
-        candidates = squad_json_paths(data_dir, spec, split)
-        found = next((path for path in candidates if path.is_file()), None)
-        if found is None:
-            raise missing_split_error(spec.name, split, data_dir, candidates)
-        return [found]
-    tsv = tsv_path(data_dir, spec, split)
-    if tsv.is_file():
-        return [tsv]
-    shards = sorted(parquet_dir(data_dir, spec, split).glob("*.parquet"))
-    if shards:
-        return shards
-    raise missing_split_error(
-        spec.name, split, data_dir, [tsv, parquet_dir(data_dir, spec, split) / "*.parquet"]
-    )
 
 
 def _counts(

@@ -10,7 +10,6 @@ from typing import Any
 import datasets
 
 from dcft.data.errors import DataFormatError, read_utf8
-from dcft.data.tasks import TaskSpec
 
 SQUAD_FEATURES = datasets.Features(
     {
@@ -24,25 +23,6 @@ SQUAD_FEATURES = datasets.Features(
         },
     }
 )
-
-_FILE_PREFIX = {"train": "train", "validation": "dev"}
-
-
-def squad_json_paths(data_dir: Path, spec: TaskSpec, split: str) -> list[Path]:
-    """Candidate files for a split, best first, named by the task's ``squad_version``.
-
-    ``squad/v1.1/`` for v1; for v2 ``squad/v2.0/`` first, then any other ``squad/v2.0*/`` folder
-    in name order (e.g. ``v2.0-subset``).
-    """
-    version = spec.squad_version
-    if version is None:
-        raise ValueError(f"task {spec.name!r} has no SQuAD version (kind {spec.kind!r})")
-    name = f"{_FILE_PREFIX[split]}-{version}.json"
-    root = data_dir / "squad"
-    folders = [root / version]
-    if root.is_dir():
-        folders += sorted(p for p in root.glob(f"{version}*") if p.is_dir() and p.name != version)
-    return [folder / name for folder in folders]
 
 
 def read_squad_json(path: Path) -> datasets.Dataset:

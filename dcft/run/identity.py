@@ -88,11 +88,21 @@ def method_slug(method: str, options: Mapping[str, Any]) -> str:
     return "-".join([method, *(_slug_part(k, resolved[k], prefixes.get(k)) for k in keys)])
 
 
+def _resolved(cfg: DictConfig) -> dict[str, Any]:
+    """``cfg`` resolved, without the keys that name places or trackers and may not resolve
+    outside a run (``hydra``, ``logger``, ``run_dir``)."""
+    kept = [k for k in cfg if k not in ("hydra", "logger", "run_dir")]
+    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, kept), resolve=True)
+
+
 def hashed_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved settings that can change a run's result, the seed aside (what
     ``hparams_hash`` digests)."""
-    kept = [k for k in cfg if k not in ("hydra", "logger", "run_dir")]
-    resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, kept), resolve=True)
+    return hashed_settings(_resolved(cfg))
+
+
+def hashed_settings(resolved: dict[str, Any]) -> dict[str, Any]:
+    """``hashed_config`` of an already resolved config (changed in place)."""
     for key in _UNHASHED_KEYS:
         resolved.pop(key, None)
     for group, keys in _UNHASHED_NESTED.items():
@@ -110,7 +120,11 @@ def hashed_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 def hparams_hash(cfg: DictConfig) -> str:
-    canonical = json.dumps(hashed_config(cfg), sort_keys=True, separators=(",", ":"))
+    return _digest(hashed_config(cfg))
+
+
+def _digest(settings: dict[str, Any]) -> str:
+    canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:8]
 
 
@@ -129,16 +143,22 @@ class RunIdentity:
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> RunIdentity:
-        options = OmegaConf.to_container(cfg.method.options, resolve=True) or {}
+        return cls.from_resolved(_resolved(cfg))
+
+    @classmethod
+    def from_resolved(cls, resolved: dict[str, Any]) -> RunIdentity:
+        """The identity of a resolved config (as ``from_config`` resolves it; it is consumed)."""
+        method = str(resolved["method"]["name"])
+        options = resolved["method"].get("options") or {}
         return cls(
-            experiment=str(cfg.experiment),
-            model=str(cfg.model.name),
-            task=str(cfg.task.name),
-            method=str(cfg.method.name),
-            method_slug=method_slug(cfg.method.name, options),
-            options=resolved_options(cfg.method.name, options),
-            seed=int(cfg.seed),
-            hparams_hash=hparams_hash(cfg),
+            experiment=str(resolved["experiment"]),
+            model=str(resolved["model"]["name"]),
+            task=str(resolved["task"]["name"]),
+            method=method,
+            method_slug=method_slug(method, options),
+            options=resolved_options(method, options),
+            seed=int(resolved["seed"]),
+            hparams_hash=_digest(hashed_settings(resolved)),
         )
 
     def record_path(self, results_dir: str | Path) -> Path:

@@ -210,3 +210,10 @@ def _wait_for_rank0(path: Path, me: Owner, wait_s: float) -> Owner:
             raise RunLockedError(f"run is held by another process ({holder.describe()})")
         time.sleep(0.2)
     raise RunLockedError(f"rank 0 did not take the lock {path} within {wait_s:.0f} s")
+
+
+def lock_holder(path: Path, stale_after_s: float = STALE_AFTER_S) -> tuple[Owner, bool] | None:
+    """Who holds the lock at ``path`` and whether the lock is stale (its holder gone: the next
+    launch takes it over); None when there is no lock."""
+    owner = _read_owner(path)
+    return None if owner is None else (owner, _is_stale(path, owner, stale_after_s))

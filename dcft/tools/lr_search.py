@@ -4,7 +4,8 @@ the convergence study) through the runner on a held-out part of the training spl
 method's rate by its mean held-out score over the tasks.
 
     python -m dcft.tools.lr_search              # train what is missing (finished runs are skipped)
-    python -m dcft.tools.lr_search --dry-run    # list the runs and which have a record
+    python -m dcft.tools.lr_search --dry-run    # runs finished, failed, running, to do
+    python -m dcft.tools.lr_search --dry-run --list-runs   # and every run with its state
     python -m dcft.tools.lr_search --summarize  # the search's summary: every score, the choice
     python -m dcft.tools.lr_search --search converge_lr_search   # the convergence study's
 """
@@ -27,7 +28,8 @@ from omegaconf import OmegaConf
 from dcft.data import get_task
 from dcft.report.runs import load_runs
 from dcft.run.config import CONF_DIR, method_config_slugs
-from dcft.sweep import Part, plan_parts, print_plan
+from dcft.sweep import Part, plan_parts
+from dcft.sweep_summary import add_dry_run_arguments, summary
 
 ROOT = Path(__file__).resolve().parents[2]
 SEARCHES = sorted(p.stem for p in (CONF_DIR / "study").glob("*.yaml"))
@@ -82,13 +84,16 @@ def run_search(
     dry_run: bool = False,
     methods: Sequence[str] = (),
     extra: Sequence[str] = (),
+    list_runs: bool = False,
 ) -> int:
     """Train the search's runs that have no record, one multirun per method; returns how many
-    multiruns failed. ``dry_run``: list every run and the state of its record instead."""
+    multiruns failed. ``dry_run``: print how many runs are finished, failed, running and to do
+    instead, as ``dcft.sweep --dry-run`` does (``list_runs``: every run and its state too)."""
     searched = parts(search, methods, extra)
     if dry_run:
         with contextlib.chdir(ROOT):  # results_dir is relative to the checkout
-            print_plan(plan_parts(searched))
+            runs = plan_parts(searched)
+        print(summary(f"learning-rate search {search['name']}", runs, list_runs))
         return 0
     failed = 0
     for part in searched:
@@ -213,9 +218,7 @@ def rates_yaml(search: Mapping[str, Any], choices: Sequence[Choice]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--dry-run", action="store_true", help="list the runs and their records, train nothing"
-    )
+    add_dry_run_arguments(parser)
     parser.add_argument("--summarize", action="store_true", help="write the search's summary")
     parser.add_argument("--methods", nargs="+", default=(), help="only these (default: all)")
     parser.add_argument("--search", default="lr_search", choices=SEARCHES, help="which search")
@@ -233,7 +236,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             rates.parent.mkdir(parents=True, exist_ok=True)
             rates.write_text(rates_yaml(search, choices))
             print(f"wrote {rates}:\n{rates.read_text()}")
-    elif run_search(search, args.dry_run, args.methods, args.extra):
+    elif run_search(
+        search, args.dry_run or args.list_runs, args.methods, args.extra, args.list_runs
+    ):
         raise SystemExit(1)
 
 

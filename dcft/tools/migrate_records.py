@@ -36,8 +36,8 @@ from omegaconf import OmegaConf
 
 from dcft.data import DATA_DIR_ENV, data_fingerprint, get_task
 from dcft.data.errors import DataUnavailableError
+from dcft.data.location import local_split_files
 from dcft.data.provenance import cached_sha256
-from dcft.data.sources import local_split_files
 from dcft.run.identity import RunIdentity
 from dcft.run.records import SCHEMA, CorruptRecordError, read_record, write_json
 
