@@ -581,7 +581,7 @@ def test_kept_record_is_written_by_a_torchrun_launch(tmp_path, tiny_data, monkey
     script.write_text(SLOW_PUBLISH_ON_RANK_0)
 
     proc = start([*TORCHRUN, str(script), *argv], tmp_path)
-    out, err = finish(proc, timeout=60)
+    out, err = finish(proc, timeout=240)
     assert proc.returncode == 0, err[-3000:]
     assert f"writing it now: {record_path}" in out
     assert "finished:" not in out
@@ -845,7 +845,7 @@ def test_sigterm_saves_a_checkpoint_and_stops(tmp_path, tiny_data, caplog):
             pytest.fail(f"no checkpoint before the run ended or timed out:\n{err[-3000:]}")
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    out, err = finish(proc, timeout=60)
+    out, err = finish(proc, timeout=240)
     assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
     found = re.search(r"stopped: SIGTERM received: checkpoint saved at step (\d+)", out)
     assert found, out[-2000:]
