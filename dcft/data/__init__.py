@@ -8,6 +8,7 @@ from dcft.data.sources import (
     RawData,
     load_raw_splits,
     load_task_data,
+    load_test_data,
     resolve_data_dir,
 )
 from dcft.data.squad_features import (
@@ -29,6 +30,7 @@ __all__ = [
     "get_task",
     "load_raw_splits",
     "load_task_data",
+    "load_test_data",
     "postprocess_squad",
     "postprocess_squad_predictions",
     "prepare_squad_eval_features",

@@ -13,7 +13,13 @@ from typing import Any
 import datasets
 
 from dcft.data.errors import FIX_HINT, DataUnavailableError, missing_split_error
-from dcft.data.glue import parquet_dir, read_glue_parquet, read_glue_tsv, tsv_path
+from dcft.data.glue import (
+    parquet_dir,
+    read_glue_parquet,
+    read_glue_test_tsv,
+    read_glue_tsv,
+    tsv_path,
+)
 from dcft.data.hub import hub_offline, hub_provenance, load_hub_splits
 from dcft.data.provenance import local_provenance
 from dcft.data.squad import read_squad_json, squad_json_paths
@@ -128,6 +134,29 @@ def load_task_data(
     subsets = _subsets(loaded, max_train_samples, max_eval_samples, seed)
     provenance["examples"] = _counts(loaded, subsets)
     return RawData(subsets, provenance)
+
+
+def load_test_data(task: str, data_dir: str | Path | None = None) -> RawData:
+    """Every test split of a GLUE task (labels hidden, all examples: the benchmark server needs
+    each one), read like the other splits: the local TSV, else the parquet copy, else the Hub;
+    with the same provenance. A task without test splits (SQuAD) gives none."""
+    spec = get_task(task)
+    wanted = [test.split for test in spec.test_splits]
+    if not wanted:
+        return RawData({}, {})
+    root = resolve_data_dir(data_dir)
+    if root is None:
+        loaded = load_hub_splits(spec, wanted)
+        return RawData(loaded, hub_provenance(spec, loaded))
+    with hub_offline():
+        files = {split: local_split_files(spec, root, split) for split in wanted}
+        loaded = {
+            split: read_glue_test_tsv(paths[0], spec)
+            if paths[0].suffix == ".tsv"
+            else read_glue_parquet(paths[0].parent, spec, test=True)
+            for split, paths in files.items()
+        }
+    return RawData(loaded, local_provenance(spec, root, files))
 
 
 def load_local_split(spec: TaskSpec, data_dir: Path, split: str) -> datasets.Dataset:

@@ -27,6 +27,7 @@ from dcft.run.distributed import is_main_process, process_rank
 from dcft.run.fitting import fit, peak_memory
 from dcft.run.identity import RunIdentity
 from dcft.run.models import build_model, load_tokenizer
+from dcft.run.predict import PREDICT_DIR, test_inputs, write_predictions
 from dcft.run.records import (
     ensure_writable,
     lock_path,
@@ -193,6 +194,7 @@ def _train(
         holdout_from_train=cfg.data.holdout_from_train,
     )
     data = prepare_data(cfg.task, raw.splits, tokenizer)
+    test = test_inputs(cfg, tokenizer)
     settings = run_settings(cfg)
 
     with tracking(cfg.logger, identity, config, run_dir, data=raw.provenance) as tracker:
@@ -207,6 +209,7 @@ def _train(
                 run_name=identity.run_name,
                 resume_from=resume_from,
                 callbacks=callbacks,
+                test=test.features if test else None,
             )
         except NonFiniteLossError as err:
             tracker.fail(str(err))
@@ -229,6 +232,9 @@ def _train(
             return None
         adapter = save_adapter(model, run_dir / "adapter.safetensors")
         predictions = write_json(run_dir / "predictions.json", result.predictions)
+        predicted = (
+            write_predictions(run_dir / PREDICT_DIR, spec, data, result, test) if test else {}
+        )
         metric_split = spec.eval_splits[0]
         metric = main_metric(spec.name)
         best, last = summarize(result.evaluations, metric_split, metric)
@@ -249,6 +255,7 @@ def _train(
             adapter={"path": str(adapter), "size_bytes": adapter.stat().st_size},
             predictions_path=str(predictions),
             run_dir=str(run_dir),
+            **({"predict": predicted} if predicted else {}),
         )
         tracker.log_record(record)
     score = main_score(record)
