@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
 
+from dcft.data.custom import custom_provenance, read_custom_split
 from dcft.data.errors import FIX_HINT, DataUnavailableError, missing_split_error
 from dcft.data.glue import (
     parquet_dir,
@@ -122,15 +123,7 @@ def load_task_data(
             into_eval=True,
         )
     wanted = _check_splits(spec, splits)
-    root = resolve_data_dir(data_dir)
-    if root is None:
-        loaded = load_hub_splits(spec, wanted)
-        provenance = hub_provenance(spec, loaded)
-    else:
-        with hub_offline():
-            read = {split: _read_local_split(spec, root, split) for split in wanted}
-        loaded = {split: dataset for split, (dataset, _) in read.items()}
-        provenance = local_provenance(spec, root, {s: path for s, (_, path) in read.items()})
+    loaded, provenance = _load(spec, data_dir, wanted, _read_files)
     subsets = _subsets(loaded, max_train_samples, max_eval_samples, seed)
     provenance["examples"] = _counts(loaded, subsets)
     return RawData(subsets, provenance)
@@ -144,36 +137,48 @@ def load_test_data(task: str, data_dir: str | Path | None = None) -> RawData:
     wanted = [test.split for test in spec.test_splits]
     if not wanted:
         return RawData({}, {})
+    return RawData(*_load(spec, data_dir, wanted, _read_test_files))
+
+
+def _load(
+    spec: TaskSpec,
+    data_dir: str | Path | None,
+    splits: list[str],
+    read: Callable[[TaskSpec, list[Path]], datasets.Dataset],
+) -> tuple[dict[str, datasets.Dataset], dict[str, Any]]:
+    """``splits`` and their provenance: a custom task's own files, else the local folder's
+    (each split's files through ``read``), else the Hub's."""
+    if spec.files:
+        loaded = {split: read_custom_split(spec, split) for split in splits}
+        return loaded, custom_provenance(spec, splits)
     root = resolve_data_dir(data_dir)
     if root is None:
-        loaded = load_hub_splits(spec, wanted)
-        return RawData(loaded, hub_provenance(spec, loaded))
+        loaded = load_hub_splits(spec, splits)
+        return loaded, hub_provenance(spec, loaded)
     with hub_offline():
-        files = {split: local_split_files(spec, root, split) for split in wanted}
-        loaded = {
-            split: read_glue_test_tsv(paths[0], spec)
-            if paths[0].suffix == ".tsv"
-            else read_glue_parquet(paths[0].parent, spec, test=True)
-            for split, paths in files.items()
-        }
-    return RawData(loaded, local_provenance(spec, root, files))
+        files = {split: local_split_files(spec, root, split) for split in splits}
+        loaded = {split: read(spec, paths) for split, paths in files.items()}
+    return loaded, local_provenance(spec, root, files)
+
+
+def _read_files(spec: TaskSpec, files: list[Path]) -> datasets.Dataset:
+    logger.info("%s: reading %s", spec.name, ", ".join(map(str, files)))
+    if spec.kind == "squad":
+        return read_squad_json(files[0])
+    if files[0].suffix == ".tsv":
+        return read_glue_tsv(files[0], spec)
+    return read_glue_parquet(files[0].parent, spec)
+
+
+def _read_test_files(spec: TaskSpec, files: list[Path]) -> datasets.Dataset:
+    if files[0].suffix == ".tsv":
+        return read_glue_test_tsv(files[0], spec)
+    return read_glue_parquet(files[0].parent, spec, test=True)
 
 
 def load_local_split(spec: TaskSpec, data_dir: Path, split: str) -> datasets.Dataset:
     """One split from ``data_dir``; GLUE prefers the TSV over the parquet copy when both exist."""
-    return _read_local_split(spec, data_dir, split)[0]
-
-
-def _read_local_split(
-    spec: TaskSpec, data_dir: Path, split: str
-) -> tuple[datasets.Dataset, list[Path]]:
-    files = local_split_files(spec, data_dir, split)
-    logger.info("%s/%s: reading %s", spec.name, split, ", ".join(map(str, files)))
-    if spec.kind == "squad":
-        return read_squad_json(files[0]), files
-    if files[0].suffix == ".tsv":
-        return read_glue_tsv(files[0], spec), files
-    return read_glue_parquet(files[0].parent, spec), files
+    return _read_files(spec, local_split_files(spec, data_dir, split))
 
 
 def local_split_files(spec: TaskSpec, data_dir: Path, split: str) -> list[Path]:

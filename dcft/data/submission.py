@@ -4,7 +4,8 @@
   ``TestSplit.submission``), a header ``index<TAB>prediction`` then one row per test example
   (its ``index``), the label as the server reads it: the word for MNLI, QNLI and RTE (whose
   TSVs spell labels as words), the class id (0/1) for CoLA, SST-2, MRPC and QQP, and for STS-B
-  the score clipped to [0, 5] with three decimals.
+  the score clipped to [0, 5] with three decimals. A custom task's test file gets the same
+  format (``predictions.tsv``; its labels as written in its training file, scores unclipped).
 - GLUE dev sets: ``{idx: label}`` (the same labels, STS-B unclipped), what ``python -m
   dcft.score TASK FILE`` scores.
 - SQuAD dev sets: ``run_qa``'s ``predictions.json`` (``{id: answer}``), ``nbest_predictions.json``
@@ -21,7 +22,8 @@ import numpy as np
 
 from dcft.data.tasks import TaskSpec
 
-STSB_RANGE = (0.0, 5.0)
+# The score range the GLUE server takes, per regression task.
+SERVER_RANGES = {"stsb": (0.0, 5.0)}
 
 
 def glue_labels(spec: TaskSpec, predictions: Any, *, clip: bool = False) -> list[Any]:
@@ -30,7 +32,8 @@ def glue_labels(spec: TaskSpec, predictions: Any, *, clip: bool = False) -> list
     values = np.asarray(predictions)
     if spec.is_regression:
         scores = values.reshape(-1).astype(np.float64)
-        return (np.clip(scores, *STSB_RANGE) if clip else scores).tolist()
+        limits = SERVER_RANGES.get(spec.name) if clip else None
+        return (np.clip(scores, *limits) if limits else scores).tolist()
     ids = values.argmax(axis=-1) if values.ndim == 2 else values
     if spec.tsv is not None and spec.tsv.word_labels:
         return [spec.label_names[int(i)] for i in ids]

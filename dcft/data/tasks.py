@@ -75,6 +75,8 @@ class TaskSpec:
     squad_version: str | None = None
     test_splits: tuple[TestSplit, ...] = ()
     test_columns: tuple[tuple[str, str], ...] = ()
+    # Your own data (task=custom, dcft.data.custom): split -> file, instead of the GLUE layout.
+    files: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         """Refuse an entry the readers could not use (checked when the registry is built)."""
@@ -265,11 +267,24 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
+# Tasks built from a run's config for its process (task=custom: dcft.data.custom).
+_REGISTERED: dict[str, TaskSpec] = {}
+
+
+def register_task(spec: TaskSpec) -> None:
+    """Make ``spec`` what ``get_task(spec.name)`` returns in this process (replacing an earlier
+    one of that name); the built-in tasks cannot be replaced."""
+    if spec.name in TASKS:
+        raise ValueError(f"task {spec.name!r} is built in; choose another name")
+    _REGISTERED[spec.name] = spec
+
+
 def get_task(name: str) -> TaskSpec:
     """Look a task up by its registry name; unknown names raise ``ValueError`` listing choices."""
-    try:
-        return TASKS[name]
-    except KeyError:
+    spec = TASKS.get(name) or _REGISTERED.get(name)
+    if spec is None:
         raise ValueError(
-            f"unknown task {name!r}; valid choices: {', '.join(sorted(TASKS))}"
-        ) from None
+            f"unknown task {name!r}; valid choices: {', '.join(sorted(TASKS))} (and custom, "
+            "read from its files)"
+        )
+    return spec

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback, set_seed
 
 from dcft.data import get_task, load_task_data
+from dcft.data.custom import use_task_config
 from dcft.data.features import prepare_data
 from dcft.data.metrics import main_metric
 from dcft.methods import apply_method, count_parameters, save_adapter
@@ -82,6 +83,7 @@ def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str,
     and one in its run folder (launches sharing the outputs folder, whatever their results
     folder: the checkpoints are there)."""
     check_settings(cfg)
+    use_task_config(cfg.task)
     cfg.trainer.precision = resolve_precision(cfg.trainer.precision)
     identity = RunIdentity.from_config(cfg)
     record_path = identity.record_path(cfg.results_dir)
