@@ -23,6 +23,7 @@ from dcft.data.custom import use_task_config
 from dcft.data.features import prepare_data
 from dcft.data.metrics import main_metric
 from dcft.methods import apply_method, count_parameters, save_adapter
+from dcft.methods.peft_format import peft_compatible, save_peft_adapter
 from dcft.run.checkpoints import PreemptedError, last_complete_checkpoint
 from dcft.run.distributed import is_main_process, process_rank
 from dcft.run.fitting import fit, peak_memory
@@ -233,6 +234,12 @@ def _train(
             log.info(f"process {process_rank()} done; the main process writes the record")
             return None
         adapter = save_adapter(model, run_dir / "adapter.safetensors")
+        # LoRA / LoRA-FA: also in peft's format (PeftModel.from_pretrained(backbone, folder))
+        peft = (
+            save_peft_adapter(model, run_dir / "peft", cfg.model.path)
+            if peft_compatible(model)
+            else None
+        )
         predictions = write_json(run_dir / "predictions.json", result.predictions)
         predicted = (
             write_predictions(run_dir / PREDICT_DIR, spec, data, result, test) if test else {}
@@ -254,7 +261,11 @@ def _train(
             data=raw.provenance,
             timing=result.timing,
             memory=peak_memory(),
-            adapter={"path": str(adapter), "size_bytes": adapter.stat().st_size},
+            adapter={
+                "path": str(adapter),
+                "size_bytes": adapter.stat().st_size,
+                **({"peft_dir": str(peft)} if peft else {}),
+            },
             predictions_path=str(predictions),
             run_dir=str(run_dir),
             **({"predict": predicted} if predicted else {}),
