@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from dcft.data import DataFormatError, DataUnavailableError, load_task_data
-from dcft.data.custom import custom_fingerprint, custom_spec, infer_text_columns, use_task_config
+from dcft.data.custom import custom_spec, infer_text_columns, use_task_config
+from dcft.data.fingerprint import custom_fingerprint
 from tests.conftest import FAST, records, train_cli
 
 WORDS = ["good", "bad", "great", "awful", "fine", "dull", "movie", "plot", "acting", "music"]
@@ -122,16 +123,26 @@ def test_malformed_files_are_refused_naming_file_and_line(tmp_path):
         use_task_config(task(train, tmp_path / "missing.csv"))
 
 
-def test_the_runs_key_follows_the_files_contents(tmp_path):
+def test_the_runs_key_follows_the_files_examples(tmp_path):
     here, there = tmp_path / "here", tmp_path / "there"
     for folder in (here, there):
         folder.mkdir()
         write_csv(folder / "t.csv", 9)
         write_csv(folder / "d.csv", 3)
-    key = custom_fingerprint(task(here / "t.csv", here / "d.csv"))
-    assert custom_fingerprint(task(there / "t.csv", there / "d.csv")) == key  # moved: same key
+
+    def key_of(train: Path, dev: Path, texts=("review",)) -> str:
+        return custom_fingerprint(task(train, dev, text_columns=list(texts)))
+
+    key = key_of(here / "t.csv", here / "d.csv")
+    assert key_of(there / "t.csv", there / "d.csv") == key  # moved: same key
+    with (here / "t.csv").open() as handle:  # the same examples as JSON lines, columns reordered
+        rows = [{"label": r["label"], "review": r["review"]} for r in csv.DictReader(handle)]
+    as_jsonl = write_jsonl(there / "t.jsonl", rows)
+    assert key_of(as_jsonl, there / "d.csv") == key
+    # Other text columns make other examples of the same files (not a stale cache entry).
+    assert key_of(here / "t.csv", here / "d.csv", ("id", "review")) != key
     write_csv(there / "t.csv", 9, seed=1)
-    assert custom_fingerprint(task(there / "t.csv", there / "d.csv")) != key
+    assert key_of(there / "t.csv", there / "d.csv") != key
 
 
 @pytest.mark.slow

@@ -11,13 +11,13 @@ like the GLUE files (columns present, labels known and, for regression, finite n
 least one example); a breach is a ``DataFormatError`` naming the file and the line.
 
 The task's :class:`TaskSpec` depends on the files, so the runner registers it for the run
-(:func:`use_task_config`); its key holds the files' sha256 (:func:`custom_fingerprint`).
+(:func:`use_task_config`); its key holds the files' examples
+(:func:`dcft.data.fingerprint.custom_fingerprint`).
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -248,13 +248,3 @@ def custom_provenance(spec: TaskSpec, splits: list[str]) -> dict[str, Any]:
         },
         "warnings": [],
     }
-
-
-def custom_fingerprint(task: Mapping[str, Any]) -> str:
-    """The run's data key: the sha256 of the training and validation files' contents (the same
-    files moved elsewhere keep the key)."""
-    digest = hashlib.sha256()
-    for split in ("train", "validation"):
-        path = Path(task[FILE_KEYS[split]])
-        digest.update(f"{split}:{cached_sha256(path) if path.is_file() else 'absent'}\n".encode())
-    return digest.hexdigest()[:16]
