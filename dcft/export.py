@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dcft.cli import OneLineParser
+from dcft.files import follow_umask
 
 PROG = "python -m dcft.export"
 
@@ -107,6 +108,7 @@ def export_run(record_path: str | Path, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
     load_tokenizer(model_cfg["source"], model_cfg["path"]).save_pretrained(out_dir)
+    follow_umask(out_dir)  # safetensors writes its files 0600
     return out_dir
 
 

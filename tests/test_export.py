@@ -17,6 +17,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 
 from dcft.data import load_task_data, tokenize_glue
 from dcft.export import plain_model
+from dcft.files import new_file_mode
 from dcft.methods import adapter_state, apply_method
 from dcft.methods.layers import AdapterModule
 from dcft.methods.peft_format import head_modules, save_peft_adapter
@@ -137,6 +138,8 @@ def test_a_runs_export_gives_its_dev_predictions(method, tmp_path, tiny_data):
     assert exported == predictions["validation"]["predictions"]
     config = json.loads((tmp_path / "export" / "config.json").read_text())
     assert config["id2label"] == {"0": "entailment", "1": "not_entailment"}
+    exported_modes = {p.stat().st_mode & 0o777 for p in (tmp_path / "export").iterdir()}
+    assert exported_modes == {new_file_mode()}  # the umask's, not safetensors' 0600
     assert ("peft_dir" in record["adapter"]) == (method == "lora")
 
 
