@@ -1,6 +1,6 @@
 """What every command line does with bad input: one line on stderr naming the input and the valid
 choices, and argparse's exit code 2, never a traceback (``dcft.train``, ``dcft.sweep``,
-``dcft.report``, ``dcft.score``, ``dcft.tools.params``, ``dcft.tools.bench``)."""
+``dcft.report``, ``dcft.score``, ``dcft.export``, ``dcft.tools.params``, ``dcft.tools.bench``)."""
 
 from __future__ import annotations
 

@@ -24,12 +24,14 @@ PROG = "python -m dcft.train"
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def _job(cfg: DictConfig) -> float | None:
     from dcft.data import DataFormatError, DataUnavailableError
+    from dcft.data.custom import use_task_config
     from dcft.run.runner import check_settings, run_job
     from dcft.run.training_args import check_training_args
 
-    with input_errors(PROG, ValueError):
+    with input_errors(PROG, ValueError, DataUnavailableError):
         check_settings(cfg)
         check_training_args(cfg.trainer.get("args"))
+        use_task_config(cfg.task)  # task=custom: its files, read and checked
     with input_errors(PROG, DataFormatError, DataUnavailableError):
         return run_job(cfg)
 

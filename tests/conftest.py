@@ -230,14 +230,35 @@ def _squad_json(rng: random.Random, n: int, version_2: bool, prefix: str) -> dic
     }
 
 
+# The first test example's index: GLUE test files are matched by their index column, not by
+# row number, so the tiny ones start elsewhere.
+TEST_INDEX_BASE = 100
+
+
+def _glue_test_rows(spec: TaskSpec, rng: random.Random, n: int) -> tuple[list[str], list[list]]:
+    """Header and rows of a GLUE test TSV: its index column, an unread column, the texts (no
+    label)."""
+    columns = dict(spec.test_columns)
+    header = [columns["idx"], "genre", *(columns[f] for f in spec.text_fields)]
+    rows = [
+        [TEST_INDEX_BASE + i, "fiction", *(_sentence(rng) for _ in spec.text_fields)]
+        for i in range(n)
+    ]
+    return header, rows
+
+
 def write_tiny_data(root: Path, n_train: int = 48, n_eval: int = 24) -> Path:
-    """Every GLUE task and both SQuAD versions as small files in the layout of shared/data."""
-    rng = random.Random(0)
+    """Every GLUE task (test sets too) and both SQuAD versions as small files in the layout of
+    shared/data."""
+    rng, test_rng = random.Random(0), random.Random(1)  # the test files change no other file
     for task in GLUE_TASKS:
         spec = get_task(task)
         for split in spec.splits:
             header, rows = _glue_rows(spec, rng, n_train if split == "train" else n_eval)
             _write_tsv(tsv_path(root, spec, split), header, rows, bom=_real_tsv(spec).bom)
+        for test in spec.test_splits:
+            header, rows = _glue_test_rows(spec, test_rng, n_eval)
+            _write_tsv(tsv_path(root, spec, test.split), header, rows)
     for version, folder, v2 in (("v1.1", "v1.1", False), ("v2.0", "v2.0", True)):
         for split, n in (("train", n_train), ("dev", n_eval)):
             path = root / "squad" / folder / f"{split}-{version}.json"

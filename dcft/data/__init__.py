@@ -18,6 +18,7 @@ _EXPORTS = {
     "RawData": "sources",
     "load_raw_splits": "sources",
     "load_task_data": "sources",
+    "load_test_data": "sources",
     "prepare_squad_eval_features": "squad_features",
     "prepare_squad_train_features": "squad_features",
     "tokenize_squad": "squad_features",

@@ -16,7 +16,8 @@ from dcft.data.tasks import TaskKind
 @dataclass
 class TaskData:
     """Tokenised train set, eval features per split (model inputs; extra columns are dropped by
-    the Trainer) and, for SQuAD, the raw eval examples that post-processing needs."""
+    the Trainer) and the raw eval examples (SQuAD's post-processing needs them; GLUE's ``idx``
+    names the examples in prediction files)."""
 
     train: datasets.Dataset
     eval: dict[str, datasets.Dataset]
@@ -48,7 +49,11 @@ def _prepare_glue(
     def tokenize(split: str) -> datasets.Dataset:
         return tokenize_glue(raw[split], task.name, tokenizer, task.max_length)
 
-    return TaskData(train=tokenize("train"), eval={s: tokenize(s) for s in evals})
+    return TaskData(
+        train=tokenize("train"),
+        eval={s: tokenize(s) for s in evals},
+        eval_examples={s: raw[s] for s in evals},
+    )
 
 
 def _prepare_squad(
@@ -66,3 +71,15 @@ def _prepare_squad(
 
 
 _PREPARE: dict[TaskKind, _Prepare] = {"glue": _prepare_glue, "squad": _prepare_squad}
+
+
+def prepare_test(
+    task: DictConfig, raw: Mapping[str, datasets.Dataset], tokenizer: PreTrainedTokenizerBase
+) -> dict[str, datasets.Dataset]:
+    """GLUE test splits -> model inputs without labels (they are hidden), in file order."""
+    return {
+        split: tokenize_glue(dataset, task.name, tokenizer, task.max_length).remove_columns(
+            "labels"
+        )
+        for split, dataset in raw.items()
+    }

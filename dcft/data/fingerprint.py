@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dcft.data.custom import custom_files, custom_spec, read_custom_split
 from dcft.data.errors import DataUnavailableError
 from dcft.data.location import local_split_files, resolve_data_dir
 from dcft.data.tasks import TaskSpec, get_task
@@ -60,7 +61,7 @@ def data_fingerprint(task: str, data_dir: str | Path | None) -> str:
     if not files:
         return UNAVAILABLE
     return _cached(
-        spec,
+        spec.name,
         [path for paths in files.values() for path in paths],
         lambda: _local_examples(spec, root, files),
     )
@@ -71,6 +72,25 @@ def _local_examples(spec: TaskSpec, root: Path, files: Mapping[str, Any]) -> str
 
     return examples_fingerprint(
         spec, {split: load_local_split(spec, root, split) for split in files}
+    )
+
+
+def custom_fingerprint(task: Mapping[str, Any]) -> str:
+    """``task=custom``'s fingerprint from its config: the examples of its training and
+    validation files as the run reads them (the same examples in another folder, file type or
+    column order keep the key). The cache entry also names what was chosen or inferred from the
+    files (text columns, label column, labels), which decides what an example is."""
+    try:
+        spec = custom_spec(task)
+    except DataUnavailableError:
+        return f"absent:{task.get('train_file')}"  # the run stops with the clear error first
+    files = custom_files(spec)
+    splits = [split for split in spec.splits if split in files]
+    choices = [spec.text_fields, dict(spec.tsv.columns)["label"], spec.label_names]
+    return _cached(
+        f"{spec.name}:{json.dumps(choices)}",
+        [files[split] for split in splits],
+        lambda: examples_fingerprint(spec, {s: read_custom_split(spec, s) for s in splits}),
     )
 
 
@@ -101,15 +121,16 @@ def _hub_fingerprint(spec: TaskSpec) -> str:
             _computed[memo] = UNAVAILABLE  # asked again per run: never wait for the Hub twice
             return UNAVAILABLE
         files = [Path(f["filename"]) for ds in loaded.values() for f in ds.cache_files]
-        _computed[memo] = _cached(spec, files, lambda: examples_fingerprint(spec, loaded))
+        _computed[memo] = _cached(spec.name, files, lambda: examples_fingerprint(spec, loaded))
     return _computed[memo]
 
 
-def _cached(spec: TaskSpec, files: list[Path], compute: Callable[[], str]) -> str:
-    """``compute()``, remembered for the process and on disk under the files' identity."""
+def _cached(task: str, files: list[Path], compute: Callable[[], str]) -> str:
+    """``compute()``, remembered for the process and on disk under the task's name and the
+    files' identity."""
     identity: dict[str, Any] = {
         "format": FORMAT,
-        "task": spec.name,
+        "task": task,
         "files": [_file_identity(path) for path in files],
     }
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]

@@ -38,26 +38,32 @@ def glue_features(spec: TaskSpec) -> datasets.Features:
     return datasets.Features({**text, "label": label, "idx": datasets.Value("int32")})
 
 
-def read_glue_parquet(directory: Path, spec: TaskSpec) -> datasets.Dataset:
-    """Read every ``*.parquet`` shard in ``directory`` (in name order) into memory."""
+def read_glue_parquet(directory: Path, spec: TaskSpec, *, test: bool = False) -> datasets.Dataset:
+    """Read every ``*.parquet`` shard in ``directory`` (in name order) into memory; a ``test``
+    split's labels are hidden (-1) and not checked."""
     shards = sorted(directory.glob("*.parquet"))
     if not shards:
         raise FileNotFoundError(f"no *.parquet files in {directory}")
     features = glue_features(spec)
-    table = pa.concat_tables([_read_parquet_shard(shard, spec, features) for shard in shards])
+    tables = [_read_parquet_shard(shard, spec, features, test) for shard in shards]
+    table = pa.concat_tables(tables)
     if table.num_rows == 0:
         raise DataFormatError(directory, None, "no examples: its *.parquet files have no rows")
     dataset = datasets.Dataset(table)
     return dataset if dataset.features == features else dataset.cast(features)
 
 
-def _read_parquet_shard(shard: Path, spec: TaskSpec, features: datasets.Features) -> pa.Table:
-    """One shard's columns of ``features``, its labels checked against the task's label set."""
+def _read_parquet_shard(
+    shard: Path, spec: TaskSpec, features: datasets.Features, test: bool
+) -> pa.Table:
+    """One shard's columns of ``features``, its labels checked against the task's label set
+    unless it is a test split."""
     table = pq.read_table(shard)
     missing = [name for name in features if name not in table.column_names]
     if missing:
         raise DataFormatError(shard, None, f"missing columns {missing}; found {table.column_names}")
-    _check_parquet_labels(shard, table["label"], spec)
+    if not test:
+        _check_parquet_labels(shard, table["label"], spec)
     return table.select(list(features))
 
 
@@ -82,8 +88,36 @@ def _check_parquet_labels(shard: Path, labels: pa.ChunkedArray, spec: TaskSpec) 
 
 def read_glue_tsv(path: Path, spec: TaskSpec) -> datasets.Dataset:
     """Parse one GLUE distribution TSV (quoting disabled: sentences contain quote characters)."""
-    layout = glue_layout(spec)
     parse_label = _label_parser(spec)
+
+    def label_and_idx(values: dict[str, str], row: int) -> tuple[int | float, int]:
+        return parse_label(values["label"]), row
+
+    return _read_tsv(path, spec, glue_layout(spec), label_and_idx)
+
+
+def read_glue_test_tsv(path: Path, spec: TaskSpec) -> datasets.Dataset:
+    """Parse a GLUE test TSV (no labels; ``TaskSpec.test_columns``): the text fields, ``idx``
+    from its index column (what the benchmark server matches predictions by) and ``label`` -1."""
+
+    def hidden_label(values: dict[str, str], row: int) -> tuple[int, int]:
+        if not values["idx"].isdigit():
+            raise ValueError(f"index {values['idx']!r} is not a whole number")
+        return -1, int(values["idx"])
+
+    layout = TsvLayout(glue_layout(spec).folder, spec.test_columns)
+    return _read_tsv(path, spec, layout, hidden_label)
+
+
+def _read_tsv(
+    path: Path,
+    spec: TaskSpec,
+    layout: TsvLayout,
+    label_and_idx: Callable[[dict[str, str], int], tuple[int | float, int]],
+) -> datasets.Dataset:
+    """The text fields of every row of ``layout``'s columns, with the label and idx that
+    ``label_and_idx`` makes of the row's values and its 0-based number (its ValueError names
+    the line)."""
     columns: dict[str, list] = {name: [] for name in (*spec.text_fields, "label", "idx")}
     rows = _numbered_rows(path)
     positions, width = _resolve_columns(rows, layout, path)
@@ -92,13 +126,15 @@ def read_glue_tsv(path: Path, spec: TaskSpec) -> datasets.Dataset:
             raise DataFormatError(
                 path, line, f"expected {width} tab-separated fields, got {len(row)}"
             )
+        values = {field: row[position] for field, position in positions.items()}
         for field in spec.text_fields:
-            columns[field].append(row[positions[field]])
+            columns[field].append(values[field])
         try:
-            columns["label"].append(parse_label(row[positions["label"]]))
+            label, idx = label_and_idx(values, len(columns["idx"]))
         except ValueError as err:
             raise DataFormatError(path, line, str(err)) from None
-        columns["idx"].append(len(columns["idx"]))
+        columns["label"].append(label)
+        columns["idx"].append(idx)
     if not columns["idx"]:
         raise DataFormatError(path, None, "no examples: the file has no data rows")
     return datasets.Dataset.from_dict(columns, features=glue_features(spec))

@@ -56,8 +56,10 @@ def local_split_files(spec: TaskSpec, data_dir: Path, split: str) -> list[Path]:
 
 def tsv_path(data_dir: Path, spec: TaskSpec, split: str) -> Path:
     """``glue/<folder>/<file>.tsv``: the folder is the task's (``TaskSpec.tsv``), the file names
-    are GLUE's for every task (``dev.tsv``, MNLI's ``dev_matched.tsv``)."""
-    return data_dir / "glue" / glue_layout(spec).folder / _TSV_FILES[split]
+    are GLUE's for every task (``dev.tsv``, MNLI's ``dev_matched.tsv``; test sets: the task's
+    ``TestSplit.tsv``)."""
+    tests = {test.split: test.tsv for test in spec.test_splits}
+    return data_dir / "glue" / glue_layout(spec).folder / {**_TSV_FILES, **tests}[split]
 
 
 def glue_layout(spec: TaskSpec) -> TsvLayout:

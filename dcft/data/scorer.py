@@ -19,13 +19,15 @@ from dcft.data.tasks import TaskKind
 
 class Scorer:
     """Metrics of one eval split from the Trainer's predictions; keeps the last predictions of
-    every split (JSON-ready) so the record's numbers can be recomputed independently."""
+    every split (JSON-ready) so the record's numbers can be recomputed independently, and for
+    SQuAD their n-best lists (``nbest``)."""
 
     def __init__(self, task: DictConfig, data: TaskData) -> None:
         self.task = task
         self.spec = get_task(task.name)
         self.data = data
         self.predictions: dict[str, dict[str, Any]] = {}
+        self.nbest: dict[str, dict[str, Any]] = {}
         by_kind: dict[TaskKind, Callable[[str, Any, Any], dict[str, float]]] = {
             "glue": self._glue,
             "squad": self._squad,
@@ -62,6 +64,7 @@ class Scorer:
             version_2=version_2,
             null_score_diff_threshold=threshold,
         )
+        self.nbest[split] = answers.nbest
         if not version_2:
             self.predictions[split] = {"predictions": answers.texts}
             return squad_metrics(answers.texts, examples)

@@ -4,14 +4,15 @@ and say where every example came from (the run record's ``data`` section)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
 
-from dcft.data.glue import read_glue_parquet, read_glue_tsv
+from dcft.data.custom import custom_provenance, read_custom_split
+from dcft.data.glue import read_glue_parquet, read_glue_test_tsv, read_glue_tsv
 from dcft.data.hub import hub_offline, hub_provenance, load_hub_splits
 from dcft.data.location import local_split_files, resolve_data_dir
 from dcft.data.provenance import local_provenance
@@ -102,35 +103,62 @@ def load_task_data(
             into_eval=True,
         )
     wanted = _check_splits(spec, splits)
-    root = resolve_data_dir(data_dir)
-    if root is None:
-        loaded = load_hub_splits(spec, wanted)
-        provenance = hub_provenance(spec, loaded)
-    else:
-        with hub_offline():
-            read = {split: _read_local_split(spec, root, split) for split in wanted}
-        loaded = {split: dataset for split, (dataset, _) in read.items()}
-        provenance = local_provenance(spec, root, {s: path for s, (_, path) in read.items()})
+    loaded, provenance = _load(spec, data_dir, wanted, _read_files)
     subsets = _subsets(loaded, max_train_samples, max_eval_samples, seed)
     provenance["examples"] = _counts(loaded, subsets)
     return RawData(subsets, provenance)
 
 
+def load_test_data(task: str, data_dir: str | Path | None = None) -> RawData:
+    """Every test split of a GLUE task (labels hidden, all examples: the benchmark server needs
+    each one), read like the other splits: the local TSV, else the parquet copy, else the Hub;
+    with the same provenance. A task without test splits (SQuAD) gives none."""
+    spec = get_task(task)
+    wanted = [test.split for test in spec.test_splits]
+    if not wanted:
+        return RawData({}, {})
+    return RawData(*_load(spec, data_dir, wanted, _read_test_files))
+
+
+def _load(
+    spec: TaskSpec,
+    data_dir: str | Path | None,
+    splits: list[str],
+    read: Callable[[TaskSpec, list[Path]], datasets.Dataset],
+) -> tuple[dict[str, datasets.Dataset], dict[str, Any]]:
+    """``splits`` and their provenance: a custom task's own files, else the local folder's
+    (each split's files through ``read``), else the Hub's."""
+    if spec.files:
+        loaded = {split: read_custom_split(spec, split) for split in splits}
+        return loaded, custom_provenance(spec, splits)
+    root = resolve_data_dir(data_dir)
+    if root is None:
+        loaded = load_hub_splits(spec, splits)
+        return loaded, hub_provenance(spec, loaded)
+    with hub_offline():
+        files = {split: local_split_files(spec, root, split) for split in splits}
+        loaded = {split: read(spec, paths) for split, paths in files.items()}
+    return loaded, local_provenance(spec, root, files)
+
+
+def _read_files(spec: TaskSpec, files: list[Path]) -> datasets.Dataset:
+    logger.info("%s: reading %s", spec.name, ", ".join(map(str, files)))
+    if spec.kind == "squad":
+        return read_squad_json(files[0])
+    if files[0].suffix == ".tsv":
+        return read_glue_tsv(files[0], spec)
+    return read_glue_parquet(files[0].parent, spec)
+
+
+def _read_test_files(spec: TaskSpec, files: list[Path]) -> datasets.Dataset:
+    if files[0].suffix == ".tsv":
+        return read_glue_test_tsv(files[0], spec)
+    return read_glue_parquet(files[0].parent, spec, test=True)
+
+
 def load_local_split(spec: TaskSpec, data_dir: Path, split: str) -> datasets.Dataset:
     """One split from ``data_dir``; GLUE prefers the TSV over the parquet copy when both exist."""
-    return _read_local_split(spec, data_dir, split)[0]
-
-
-def _read_local_split(
-    spec: TaskSpec, data_dir: Path, split: str
-) -> tuple[datasets.Dataset, list[Path]]:
-    files = local_split_files(spec, data_dir, split)
-    logger.info("%s/%s: reading %s", spec.name, split, ", ".join(map(str, files)))
-    if spec.kind == "squad":
-        return read_squad_json(files[0]), files
-    if files[0].suffix == ".tsv":
-        return read_glue_tsv(files[0], spec), files
-    return read_glue_parquet(files[0].parent, spec), files
+    return _read_files(spec, local_split_files(spec, data_dir, split))
 
 
 def _counts(

@@ -6,6 +6,7 @@ keep pairs that lie in the context, are ordered and are at most ``max_answer_len
 answer with the best-scoring span over all windows. The null (no-answer) score is the logit sum at
 position 0 (the CLS token of BERT/RoBERTa/DeBERTa inputs), minimised over windows; null score minus
 best span score is what the official SQuAD v2 script takes as its ``na_prob`` per question.
+The n-best list per example is ``run_qa``'s ``nbest_predictions.json`` entry.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import numpy as np
 
 
 class SquadAnswers(NamedTuple):
-    """Per example id: the answer text, and null score minus best span score (``inf`` when no
-    valid span exists)."""
+    """Per example id: the answer text, null score minus best span score (``inf`` when no
+    valid span exists) and the n-best candidates (``text``, ``probability``, ``start_logit``,
+    ``end_logit``; best first; v2 includes the no-answer ``""``)."""
 
     texts: dict[str, str]
     null_score_diffs: dict[str, float]
+    nbest: dict[str, list[dict[str, Any]]]
 
 
 def postprocess_squad(
@@ -54,24 +57,58 @@ def postprocess_squad(
         windows[example_id].append(i)
     all_offsets = features["offset_mapping"]
 
-    answers = SquadAnswers({}, {})
+    answers = SquadAnswers({}, {}, {})
     for example_id, context in zip(examples["id"], examples["context"], strict=True):
-        best_score, best_text = -np.inf, ""
-        null_score = np.inf
+        spans: list[_Candidate] = []
+        null = _Candidate(np.inf, 0.0, 0.0, "")
         for i in windows.get(example_id, []):
             starts = np.asarray(start_logits[i], dtype=np.float64)
             ends = np.asarray(end_logits[i], dtype=np.float64)
-            null_score = min(null_score, starts[0] + ends[0])
+            if starts[0] + ends[0] < null.score:
+                null = _Candidate(starts[0] + ends[0], starts[0], ends[0], "")
             offsets = all_offsets[i]
             for s, e in _candidate_spans(starts, ends, offsets, n_best_size, max_answer_length):
-                score = starts[s] + ends[e]
-                if score > best_score:
-                    best_score, best_text = score, context[offsets[s][0] : offsets[e][1]]
-        null_diff = float(null_score - best_score)
+                text = context[offsets[s][0] : offsets[e][1]]
+                spans.append(_Candidate(starts[s] + ends[e], starts[s], ends[e], text))
+        best = max(spans, key=lambda c: c.score, default=_Candidate(-np.inf, 0.0, 0.0, ""))
+        null_diff = float(null.score - best.score)
         answer_is_null = version_2 and null_diff > null_score_diff_threshold
-        answers.texts[example_id] = "" if answer_is_null else best_text
+        answers.texts[example_id] = "" if answer_is_null else best.text
         answers.null_score_diffs[example_id] = null_diff
+        has_null = version_2 and np.isfinite(null.score)
+        answers.nbest[example_id] = _nbest(spans, null if has_null else None, n_best_size)
     return answers
+
+
+class _Candidate(NamedTuple):
+    score: float
+    start_logit: float
+    end_logit: float
+    text: str
+
+
+def _nbest(
+    spans: list[_Candidate], null: _Candidate | None, n_best_size: int
+) -> list[dict[str, Any]]:
+    """``run_qa``'s n-best list: the best ``n_best_size`` candidates (the no-answer one among
+    them, or appended), with softmax probabilities over the list's scores."""
+    ranked = sorted([*spans, *([null] if null else [])], key=lambda c: -c.score)[:n_best_size]
+    if null is not None and null not in ranked:
+        ranked.append(null)
+    if not ranked:
+        return []
+    scores = np.array([c.score for c in ranked])
+    probabilities = np.exp(scores - scores.max())
+    probabilities /= probabilities.sum()
+    return [
+        {
+            "text": c.text,
+            "probability": float(p),
+            "start_logit": float(c.start_logit),
+            "end_logit": float(c.end_logit),
+        }
+        for c, p in zip(ranked, probabilities, strict=True)
+    ]
 
 
 def postprocess_squad_predictions(

@@ -36,6 +36,16 @@ class TsvLayout:
 
 
 @dataclass(frozen=True)
+class TestSplit:
+    """A GLUE test split (labels hidden): its TSV in the task's folder, ``glue/<folder>/<tsv>``,
+    and the file the GLUE benchmark server takes its predictions in (``submission``)."""
+
+    split: str
+    tsv: str
+    submission: str
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """Static description of one task.
 
@@ -44,7 +54,9 @@ class TaskSpec:
     (:func:`dcft.data.metrics.glue_metrics` computes exactly these for GLUE), the headline one
     the paper prints first. ``tsv`` (GLUE) and ``squad_version`` (SQuAD: ``v1.1`` / ``v2.0``,
     the folder and suffix of its JSON files) say where the local files are; GLUE's parquet
-    copies sit in ``glue_parquet/<hub_config>/<split>/``.
+    copies sit in ``glue_parquet/<hub_config>/<split>/``. ``test_splits`` are the GLUE test sets
+    predicted for the benchmark server, their TSVs read through ``test_columns`` (each text field
+    and ``idx``: the header column holding it).
     """
 
     name: str
@@ -61,6 +73,10 @@ class TaskSpec:
     doc_stride: int | None = None
     tsv: TsvLayout | None = None
     squad_version: str | None = None
+    test_splits: tuple[TestSplit, ...] = ()
+    test_columns: tuple[tuple[str, str], ...] = ()
+    # Your own data (task=custom, dcft.data.custom): split -> file, instead of the GLUE layout.
+    files: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         """Refuse an entry the readers could not use (checked when the registry is built)."""
@@ -70,6 +86,12 @@ class TaskSpec:
                 raise ValueError(
                     f"task {self.name!r}: its TSV layout must place exactly the text fields "
                     f"{list(self.text_fields)} and 'label', not {sorted(read)}"
+                )
+            tested = {field for field, _ in self.test_columns}
+            if self.test_splits and tested != {*self.text_fields, "idx"}:
+                raise ValueError(
+                    f"task {self.name!r}: its test columns must place exactly the text fields "
+                    f"{list(self.text_fields)} and 'idx', not {sorted(tested)}"
                 )
         elif self.squad_version is None or self.doc_stride is None:
             raise ValueError(f"SQuAD task {self.name!r} needs a squad_version and a doc_stride")
@@ -109,9 +131,14 @@ def _glue(
     metrics: tuple[str, ...],
     max_length: int,
     eval_splits: tuple[str, ...] = ("validation",),
+    test_splits: tuple[TestSplit, ...] | None = None,
+    test_columns: dict[str, str] | None = None,
 ) -> TaskSpec:
     """A task of the Hub's ``nyu-mll/glue``; its text fields are the layout's non-label fields.
-    No ``label_names`` means a regression task (one output)."""
+    No ``label_names`` means a regression task (one output). The test set is ``test.tsv``,
+    submitted as ``<label>.tsv``, with the train files' text headers and an ``index`` column
+    unless told otherwise."""
+    texts = {field: str(column) for field, column in layout.columns if field != "label"}
     return TaskSpec(
         name=name,
         label=label,
@@ -125,6 +152,8 @@ def _glue(
         eval_splits=eval_splits,
         max_length=max_length,
         tsv=layout,
+        test_splits=test_splits or (TestSplit("test", "test.tsv", f"{label}.tsv"),),
+        test_columns=tuple((test_columns or {**texts, "idx": "index"}).items()),
     )
 
 
@@ -158,6 +187,7 @@ TASKS: dict[str, TaskSpec] = {
             label_names=("unacceptable", "acceptable"),
             metrics=("matthews_correlation",),
             max_length=64,
+            test_columns={"sentence": "sentence", "idx": "index"},  # its test.tsv has a header
         ),
         _glue(
             "sst2",
@@ -182,6 +212,7 @@ TASKS: dict[str, TaskSpec] = {
             label_names=("not_duplicate", "duplicate"),
             metrics=("accuracy", "f1"),
             max_length=320,
+            test_columns={"question1": "question1", "question2": "question2", "idx": "id"},
         ),
         _glue(
             "stsb",
@@ -205,6 +236,10 @@ TASKS: dict[str, TaskSpec] = {
             metrics=("accuracy",),
             max_length=256,
             eval_splits=("validation_matched", "validation_mismatched"),
+            test_splits=(
+                TestSplit("test_matched", "test_matched.tsv", "MNLI-m.tsv"),
+                TestSplit("test_mismatched", "test_mismatched.tsv", "MNLI-mm.tsv"),
+            ),
         ),
         _glue(
             "qnli",
@@ -232,11 +267,24 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
+# Tasks built from a run's config for its process (task=custom: dcft.data.custom).
+_REGISTERED: dict[str, TaskSpec] = {}
+
+
+def register_task(spec: TaskSpec) -> None:
+    """Make ``spec`` what ``get_task(spec.name)`` returns in this process (replacing an earlier
+    one of that name); the built-in tasks cannot be replaced."""
+    if spec.name in TASKS:
+        raise ValueError(f"task {spec.name!r} is built in; choose another name")
+    _REGISTERED[spec.name] = spec
+
+
 def get_task(name: str) -> TaskSpec:
     """Look a task up by its registry name; unknown names raise ``ValueError`` listing choices."""
-    try:
-        return TASKS[name]
-    except KeyError:
+    spec = TASKS.get(name) or _REGISTERED.get(name)
+    if spec is None:
         raise ValueError(
-            f"unknown task {name!r}; valid choices: {', '.join(sorted(TASKS))}"
-        ) from None
+            f"unknown task {name!r}; valid choices: {', '.join(sorted(TASKS))} (and custom, "
+            "read from its files)"
+        )
+    return spec

@@ -38,8 +38,11 @@ def _hash_resolver(*, _root_: DictConfig) -> str:
 
 
 def _data_resolver(*, _root_: DictConfig) -> str:
-    from dcft.data.fingerprint import data_fingerprint
+    from dcft.data.custom import CUSTOM
+    from dcft.data.fingerprint import custom_fingerprint, data_fingerprint
 
+    if _root_.task.name == CUSTOM:  # its spec comes from its files: known after composition
+        return custom_fingerprint(_root_.task)
     return data_fingerprint(_root_.task.name, _root_.data.dir)
 
 

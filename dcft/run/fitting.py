@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
 from omegaconf import DictConfig
 from torch import nn
@@ -132,6 +133,10 @@ class FitResult:
     evaluations: list[dict[str, Any]]
     loss_history: list[dict[str, Any]]
     predictions: dict[str, dict[str, Any]]
+    # SQuAD: the n-best lists of the last evaluation, per split (dcft.data.scorer)
+    nbest: dict[str, dict[str, Any]]
+    # The final model's logits on each test split asked for (trainer.predict), in input order
+    test_logits: dict[str, Any]
     # total_timing() over every segment, plus optimizer_steps, samples/s, resumed_from_step
     timing: dict[str, Any]
 
@@ -147,9 +152,10 @@ def fit(
     run_name: str,
     resume_from: Path | None = None,
     callbacks: Sequence[TrainerCallback] = (),
+    test: Mapping[str, datasets.Dataset] | None = None,
 ) -> FitResult:
     """Train ``model`` (a method already applied) and evaluate it on the schedule; evaluates once
-    more at the end if the last step was not evaluated."""
+    more at the end if the last step was not evaluated; then predicts ``test`` (unlabelled)."""
     args = training_arguments(cfg.trainer, output_dir, int(cfg.seed), report_to, run_name)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -199,5 +205,7 @@ def fit(
         evaluations=evaluations,
         loss_history=loss_history(trainer.state.log_history),
         predictions=scorer.predictions,
+        nbest=scorer.nbest,
+        test_logits={s: trainer.predict(ds).predictions for s, ds in (test or {}).items()},
         timing=timing,
     )

@@ -42,6 +42,7 @@ _UNHASHED_NESTED = {
         "save_steps",
         "save_total_limit",
         "save_every_minutes",
+        "predict",
     ),
 }
 

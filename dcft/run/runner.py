@@ -19,14 +19,17 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback, set_seed
 
 from dcft.data import get_task, load_task_data
+from dcft.data.custom import use_task_config
 from dcft.data.features import prepare_data
 from dcft.data.metrics import main_metric
 from dcft.methods import apply_method, count_parameters, save_adapter
+from dcft.methods.peft_format import peft_compatible, save_peft_adapter
 from dcft.run.checkpoints import PreemptedError, last_complete_checkpoint
 from dcft.run.distributed import is_main_process, process_rank
 from dcft.run.fitting import fit, peak_memory
 from dcft.run.identity import RunIdentity
 from dcft.run.models import build_model, load_tokenizer
+from dcft.run.predict import PREDICT_DIR, test_inputs, write_predictions
 from dcft.run.records import (
     ensure_writable,
     lock_path,
@@ -81,6 +84,7 @@ def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str,
     and one in its run folder (launches sharing the outputs folder, whatever their results
     folder: the checkpoints are there)."""
     check_settings(cfg)
+    use_task_config(cfg.task)
     cfg.trainer.precision = resolve_precision(cfg.trainer.precision)
     identity = RunIdentity.from_config(cfg)
     record_path = identity.record_path(cfg.results_dir)
@@ -193,6 +197,7 @@ def _train(
         holdout_from_train=cfg.data.holdout_from_train,
     )
     data = prepare_data(cfg.task, raw.splits, tokenizer)
+    test = test_inputs(cfg, tokenizer)
     settings = run_settings(cfg)
 
     with tracking(cfg.logger, identity, config, run_dir, data=raw.provenance) as tracker:
@@ -207,6 +212,7 @@ def _train(
                 run_name=identity.run_name,
                 resume_from=resume_from,
                 callbacks=callbacks,
+                test=test.features if test else None,
             )
         except NonFiniteLossError as err:
             tracker.fail(str(err))
@@ -228,7 +234,16 @@ def _train(
             log.info(f"process {process_rank()} done; the main process writes the record")
             return None
         adapter = save_adapter(model, run_dir / "adapter.safetensors")
+        # LoRA / LoRA-FA: also in peft's format (PeftModel.from_pretrained(backbone, folder))
+        peft = (
+            save_peft_adapter(model, run_dir / "peft", cfg.model.path)
+            if peft_compatible(model)
+            else None
+        )
         predictions = write_json(run_dir / "predictions.json", result.predictions)
+        predicted = (
+            write_predictions(run_dir / PREDICT_DIR, spec, data, result, test) if test else {}
+        )
         metric_split = spec.eval_splits[0]
         metric = main_metric(spec.name)
         best, last = summarize(result.evaluations, metric_split, metric)
@@ -246,9 +261,14 @@ def _train(
             data=raw.provenance,
             timing=result.timing,
             memory=peak_memory(),
-            adapter={"path": str(adapter), "size_bytes": adapter.stat().st_size},
+            adapter={
+                "path": str(adapter),
+                "size_bytes": adapter.stat().st_size,
+                **({"peft_dir": str(peft)} if peft else {}),
+            },
             predictions_path=str(predictions),
             run_dir=str(run_dir),
+            **({"predict": predicted} if predicted else {}),
         )
         tracker.log_record(record)
     score = main_score(record)
