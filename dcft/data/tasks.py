@@ -75,6 +75,12 @@ class TaskSpec:
             raise ValueError(f"SQuAD task {self.name!r} needs a squad_version and a doc_stride")
 
     @property
+    def paper_units(self) -> float:
+        """Record value -> the paper's units, the one place this is said: GLUE scores are
+        recorded 0-1 and printed x100, SQuAD's EM/F1 are recorded 0-100 and printed as is."""
+        return 1.0 if self.kind == "squad" else 100.0
+
+    @property
     def metric(self) -> str:
         """The headline metric (the paper's number for the task): the first of ``metrics``."""
         return self.metrics[0]

@@ -107,7 +107,7 @@ def _evaluation(which: str, record: Mapping[str, Any]) -> dict[str, Any]:
     main = record.get("main_metric")
     if main:
         value = main_score(record, which)
-        factor = 1.0 if get_task(record["identity"]["task"]).kind == "squad" else 100.0
+        factor = get_task(record["identity"]["task"]).paper_units
         out[f"{which}/main"] = None if value is None else value * factor
         out[f"{which}/{main['name']}"] = value
     return out
