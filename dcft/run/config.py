@@ -1,7 +1,8 @@
 """Where the Hydra configs live (:data:`CONF_DIR`) and the resolvers they use (``${method_slug:}``,
-``${run_hash:}``, ``${data_fingerprint:}``, ``${task_spec:KEY}``, ``${method_lr:}``); importing this module
-registers them. It imports neither torch nor transformers (the resolvers import what they need
-when first called), so that ``python -m dcft.train --help`` answers at once."""
+``${run_key:}``, ``${run_name:}``, ``${data_fingerprint:}``, ``${task_spec:KEY}``,
+``${method_lr:}``); importing this module registers them. It imports neither torch nor
+transformers (the resolvers import what they need when first called), so that
+``python -m dcft.train --help`` answers at once."""
 
 from __future__ import annotations
 
@@ -31,10 +32,16 @@ def _slug_resolver(*, _root_: DictConfig) -> str:
     return method_slug(_root_.method.name, options)
 
 
-def _hash_resolver(*, _root_: DictConfig) -> str:
-    from dcft.run.identity import hparams_hash
+def _run_key_resolver(*, _root_: DictConfig) -> str:
+    from dcft.run.identity import RunIdentity
 
-    return hparams_hash(_root_)
+    return RunIdentity.from_config(_root_).key
+
+
+def _run_name_resolver(*, _root_: DictConfig) -> str:
+    from dcft.run.identity import RunIdentity
+
+    return RunIdentity.from_config(_root_).run_name
 
 
 def _data_resolver(*, _root_: DictConfig) -> str:
@@ -67,10 +74,13 @@ def _method_lr_resolver(*, _root_: DictConfig) -> Any:
     return rates[method]
 
 
-# ${method_slug:} and ${run_hash:} name run folders in conf/ (hydra.run.dir, logger names);
+# ${method_slug:} groups a setting's runs in W&B (conf/logger/wandb.yaml);
 # ${data_fingerprint:} puts the task's examples (not the files' bytes) into the run's key.
 OmegaConf.register_new_resolver("method_slug", _slug_resolver, replace=True)
-OmegaConf.register_new_resolver("run_hash", _hash_resolver, replace=True)
+# ${run_key:} (model/task/slug/seed<N>-<hash8>) and ${run_name:}: RunIdentity's, the one place
+# a run's folder, record path and W&B name are spelled.
+OmegaConf.register_new_resolver("run_key", _run_key_resolver, replace=True)
+OmegaConf.register_new_resolver("run_name", _run_name_resolver, replace=True)
 OmegaConf.register_new_resolver("data_fingerprint", _data_resolver, replace=True)
 # ${task_spec:max_length} in conf/task: the value of ${task.name}'s TaskSpec (dcft.data.tasks),
 # the one place a task's facts are declared.
