@@ -154,6 +154,10 @@ def _squad(name: str, label: str, hub_id: str, version: str) -> TaskSpec:
 
 _ENTAIL = ("entailment", "not_entailment")
 
+# max_length: the authors' launch scripts' --max_seq_length, the same on all three paper models
+# (github.com/Godz-z/DCFT COMMAND/ at e18a8ff, NLU/COMMANDL/ and NLU/COMMANDXXL/ at 81f78a0^);
+# SQuAD's max_length and doc_stride: the paper's Table 10. conf/hparams does not repeat them
+# (tests/test_hparams.py); a study's own budget (conf/hparams/minilm) overrides them.
 TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (
