@@ -9,6 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from dcft.data.tasks import get_task
 from dcft.run.identity import hashed_config, hparams_hash
 from dcft.run.settings import check_settings
 from dcft.sweep import CONF_DIR, experiments, job_overrides, parts, tables
@@ -31,6 +32,10 @@ EVAL_STEPS = {
         zip(GLUE, (800, 12000, 600, 4000, 12000, 200, 24000, 800), strict=True)
     ),
 }
+# --max_seq_length of those scripts, the same on the three models; SQuAD: the paper's Table 10
+# (max length 384, doc stride 128).
+SCRIPT_MAX_LENGTH = dict(zip(GLUE, (64, 256, 320, 512, 320, 320, 128, 128), strict=True))
+SCRIPT_MAX_LENGTH |= {"squad_v1": 384, "squad_v2": 384}
 # DeBERTaV3-base: (task, trainer key) -> (paper's Table 9, COMMAND/run_debertav3_<task>.sh)
 DISAGREE = {
     ("cola", "learning_rate"): (5e-4, 8e-4),
@@ -97,6 +102,7 @@ def test_scripts_variant_changes_only_the_disagreements(hydra_conf, model, task)
     model accepts the override, so it can be passed to any paper table's sweep."""
     paper = _cfg(model, task)
     scripts = _cfg(model, task, "hparams.source=scripts")
+    assert paper.task.max_length == scripts.task.max_length == SCRIPT_MAX_LENGTH[task]
     keys = {k for (t, k) in DISAGREE if t == task and model == "deberta-v3-base"}
     differs = {k for k in paper.trainer if paper.trainer[k] != scripts.trainer[k]}
     assert differs == keys
@@ -104,6 +110,20 @@ def test_scripts_variant_changes_only_the_disagreements(hydra_conf, model, task)
     assert gamma_differs == (model == "deberta-v3-base" and task in DISAGREE_GAMMA)
     if not keys and not gamma_differs:
         assert hparams_hash(paper) == hparams_hash(scripts)
+
+
+def test_hparams_files_do_not_repeat_the_task_specs_truncation():
+    """max_length and doc_stride are declared in TaskSpec (dcft.data.tasks), the authors'
+    values: a paper model's file never copies them (the CPU study's MiniLM files set the study's
+    own budget, which equals the spec's on CoLA and STS-B and does not follow it)."""
+    for path in sorted((CONF_DIR / "hparams").glob("*/*.yaml")):
+        if path.parent.name not in EVAL_STEPS:
+            continue
+        task = OmegaConf.load(path).get("task") or {}
+        spec = get_task(path.stem)
+        copies = [key for key in task if task[key] == getattr(spec, key)]
+        assert not copies, (path, copies)
+    assert get_task("squad_v1").doc_stride == 128
 
 
 @pytest.mark.parametrize("task", GLUE)

@@ -97,6 +97,12 @@ class TaskSpec:
             raise ValueError(f"SQuAD task {self.name!r} needs a squad_version and a doc_stride")
 
     @property
+    def paper_units(self) -> float:
+        """Record value -> the paper's units, the one place this is said: GLUE scores are
+        recorded 0-1 and printed x100, SQuAD's EM/F1 are recorded 0-100 and printed as is."""
+        return 1.0 if self.kind == "squad" else 100.0
+
+    @property
     def metric(self) -> str:
         """The headline metric (the paper's number for the task): the first of ``metrics``."""
         return self.metrics[0]
@@ -177,6 +183,10 @@ def _squad(name: str, label: str, hub_id: str, version: str) -> TaskSpec:
 
 _ENTAIL = ("entailment", "not_entailment")
 
+# max_length: the authors' launch scripts' --max_seq_length, the same on all three paper models
+# (github.com/Godz-z/DCFT COMMAND/ at e18a8ff, NLU/COMMANDL/ and NLU/COMMANDXXL/ at 81f78a0^);
+# SQuAD's max_length and doc_stride: the paper's Table 10. conf/hparams does not repeat them
+# (tests/test_hparams.py); a study's own budget (conf/hparams/minilm) overrides them.
 TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (

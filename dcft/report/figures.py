@@ -29,9 +29,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 
+from dcft.data.tasks import get_task
 from dcft.report.aggregate import OurRow, build_table
 from dcft.report.rows import TASK_LABELS
 from dcft.report.runs import TWIN_LABEL, TWIN_MODEL, TWIN_STANDS_FOR, Run, RunSet
+from dcft.report.stats import Stat
 from dcft.report.study import HEAD, MAJORITY_FILE, ROWS
 
 FIGURE2_TASKS = ("cola", "rte", "mrpc", "qnli")
@@ -155,12 +157,16 @@ def study_figure2(path: str | Path, bench: str | Path = BENCH_CSV) -> Path:
 
 
 def _mean_curve(runs: Sequence[Run], points: Points) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Steps, mean and std over runs of ``points(run) -> {step: value}``."""
-    per_run = [points(r) for r in runs]
-    steps = sorted({s for p in per_run for s in p})
-    values = [[p[s] for p in per_run if s in p] for s in steps]
-    mean = np.array([np.mean(v) for v in values])
-    std = np.array([np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in values])
+    """Steps, mean and std over runs of ``points(run) -> {step: value}`` (``Stat``: the report's
+    one mean ± std; no band where a step has a single run)."""
+    per_run = [(r.seed, points(r)) for r in runs]
+    steps = sorted({s for _, p in per_run for s in p})
+    stats = [
+        Stat.of([p[s] for _, p in per_run if s in p], [seed for seed, p in per_run if s in p])
+        for s in steps
+    ]
+    mean = np.array([stat.mean for stat in stats])
+    std = np.array([stat.std if stat.n > 1 else 0.0 for stat in stats])
     return np.array(steps), mean, std
 
 
@@ -197,7 +203,7 @@ def _legend(fig: plt.Figure, entries: list[LegendEntry | None]) -> None:
 
 def _accuracy(run: Run) -> dict[int, float]:
     return {
-        e["step"]: 100 * e["metrics"]["validation"]["accuracy"]
+        e["step"]: get_task(run.task).paper_units * e["metrics"]["validation"]["accuracy"]
         for e in run.record.get("evaluations") or []
         if "accuracy" in e["metrics"].get("validation", {})
     }

@@ -21,7 +21,6 @@ from dcft.report.paper import load_paper_csv, parse_param_count
 from dcft.report.runs import Run
 from dcft.report.tables import RowSpec, TableSpec, table_spec
 
-SQUAD_TASKS = ("squad_v1", "squad_v2")
 TASK_LABELS = {name: spec.label for name, spec in TASKS.items()}
 METRIC_LABELS = {"exact_match": "EM", "f1": "F1"}
 # The paper's marks of its two DCFT settings in Tables 1-2: DCFT∆ most efficient, DCFT† best.
@@ -42,8 +41,8 @@ class Cell:
 
     @property
     def factor(self) -> float:
-        """Record value -> the paper's units (GLUE scores are 0-1 in records, SQuAD 0-100)."""
-        return 1.0 if self.task in SQUAD_TASKS else 100.0
+        """Record value -> the paper's units (``TaskSpec.paper_units``)."""
+        return get_task(self.task).paper_units
 
 
 def dcft_setting(options: dict[str, Any]) -> tuple[int, int, tuple[str, ...]]:

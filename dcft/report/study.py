@@ -63,14 +63,14 @@ def score(run: Run) -> float:
     """The task's headline metric of the selected evaluation, x100 (paper units); NaN when that
     evaluation has none (a run whose every evaluation scored NaN has no best one)."""
     spec = get_task(run.task)
-    return 100 * run.scores.get(spec.eval_splits[0], {}).get(spec.metric, math.nan)
+    return spec.paper_units * run.scores.get(spec.eval_splits[0], {}).get(spec.metric, math.nan)
 
 
 def evaluation_scores(run: Run) -> dict[int, float]:
     """Step -> the headline metric x100 of each of the run's dev evaluations."""
     spec = get_task(run.task)
     return {
-        e["step"]: 100 * value
+        e["step"]: spec.paper_units * value
         for e in run.record.get("evaluations") or []
         if (value := e["metrics"].get(spec.eval_splits[0], {}).get(spec.metric)) is not None
     }
@@ -102,7 +102,7 @@ def majority_scores(data_dir: str | Path | None, tasks: Sequence[str] = TASKS) -
             continue
         values, counts = np.unique(labels, return_counts=True)
         constant = np.full_like(labels, values[counts.argmax()])
-        out[task] = 100 * glue_metrics(task, constant, labels)[spec.metric]
+        out[task] = spec.paper_units * glue_metrics(task, constant, labels)[spec.metric]
     return out
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dcft.report.runs import SELECTS, RunSet, run_of_record
+from dcft.run.identity import record_stem
 
 _PAGE = 500
 
@@ -59,7 +60,7 @@ def _record_path(item: tuple[Path, dict[str, Any]]) -> tuple[str, ...]:
     keys = ("model", "task", "method_slug")
     return (
         *(str(identity.get(k)) for k in keys),
-        f"seed{identity.get('seed')}-{identity.get('hparams_hash')}",
+        record_stem(identity.get("seed"), identity.get("hparams_hash")),
     )
 
 

@@ -1,7 +1,8 @@
 """Where the Hydra configs live (:data:`CONF_DIR`) and the resolvers they use (``${method_slug:}``,
-``${run_hash:}``, ``${data_fingerprint:}``, ``${task_spec:KEY}``); importing this module
-registers them. It imports neither torch nor transformers (the resolvers import what they need
-when first called), so that ``python -m dcft.train --help`` answers at once."""
+``${run_key:}``, ``${run_name:}``, ``${data_fingerprint:}``, ``${task_spec:KEY}``,
+``${method_lr:}``); importing this module registers them. It imports neither torch nor
+transformers (the resolvers import what they need when first called), so that
+``python -m dcft.train --help`` answers at once."""
 
 from __future__ import annotations
 
@@ -31,10 +32,16 @@ def _slug_resolver(*, _root_: DictConfig) -> str:
     return method_slug(_root_.method.name, options)
 
 
-def _hash_resolver(*, _root_: DictConfig) -> str:
-    from dcft.run.identity import hparams_hash
+def _run_key_resolver(*, _root_: DictConfig) -> str:
+    from dcft.run.identity import RunIdentity
 
-    return hparams_hash(_root_)
+    return RunIdentity.from_config(_root_).key
+
+
+def _run_name_resolver(*, _root_: DictConfig) -> str:
+    from dcft.run.identity import RunIdentity
+
+    return RunIdentity.from_config(_root_).run_name
 
 
 def _data_resolver(*, _root_: DictConfig) -> str:
@@ -52,14 +59,37 @@ def _task_spec_resolver(key: str, *, _root_: DictConfig) -> Any:
     return getattr(get_task(_root_.task.name), key)
 
 
-# ${method_slug:} and ${run_hash:} name run folders in conf/ (hydra.run.dir, logger names);
+class MissingLearningRateError(ValueError):
+    """A model's hparams file gives no learning rate for the method being run."""
+
+
+def _method_lr_resolver(*, _root_: DictConfig) -> Any:
+    """``hparams.lr.<method>`` of the model's hparams file; a method without one is refused
+    (never DCFT's rate by default), naming the method, the model and the file to add it to."""
+    method, model, task = _root_.method.name, _root_.model.name, _root_.task.name
+    rates = _root_.hparams.get("lr") or {}
+    if method not in rates:
+        raise MissingLearningRateError(
+            f"no learning rate for method {method!r} on model {model!r}: add hparams.lr.{method} "
+            f"to conf/hparams/{model}/{task}.yaml (methods with a rate there: "
+            f"{', '.join(sorted(rates))})"
+        )
+    return rates[method]
+
+
+# ${method_slug:} groups a setting's runs in W&B (conf/logger/wandb.yaml);
 # ${data_fingerprint:} puts the task's examples (not the files' bytes) into the run's key.
 OmegaConf.register_new_resolver("method_slug", _slug_resolver, replace=True)
-OmegaConf.register_new_resolver("run_hash", _hash_resolver, replace=True)
+# ${run_key:} (model/task/slug/seed<N>-<hash8>) and ${run_name:}: RunIdentity's, the one place
+# a run's folder, record path and W&B name are spelled.
+OmegaConf.register_new_resolver("run_key", _run_key_resolver, replace=True)
+OmegaConf.register_new_resolver("run_name", _run_name_resolver, replace=True)
 OmegaConf.register_new_resolver("data_fingerprint", _data_resolver, replace=True)
 # ${task_spec:max_length} in conf/task: the value of ${task.name}'s TaskSpec (dcft.data.tasks),
 # the one place a task's facts are declared.
 OmegaConf.register_new_resolver("task_spec", _task_spec_resolver, replace=True)
+# ${method_lr:} in conf/hparams: the method's learning rate for the model, or a clear error.
+OmegaConf.register_new_resolver("method_lr", _method_lr_resolver, replace=True)
 
 
 def method_config_slugs(names: Sequence[str]) -> dict[str, str]:

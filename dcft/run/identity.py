@@ -129,6 +129,16 @@ def _digest(settings: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:8]
 
 
+def record_stem(seed: int, hparams_hash: str) -> str:
+    """``seed0-0123abcd``: the name of a run's record (``.json``) and of its run folder."""
+    return f"seed{seed}-{hparams_hash}"
+
+
+def run_name(model: str, task: str, method_slug: str, seed: int) -> str:
+    """``minilm-rte-dcft-k8-s8-seed0``: model, task, setting and seed (the W&B run name)."""
+    return f"{model}-{task}-{method_slug}-seed{seed}"
+
+
 @dataclass(frozen=True)
 class RunIdentity:
     """Everything that names a run: its record path and its W&B id derive from this."""
@@ -162,19 +172,22 @@ class RunIdentity:
             hparams_hash=_digest(hashed_settings(resolved)),
         )
 
+    @property
+    def key(self) -> str:
+        """``<model>/<task>/<method slug>/seed<N>-<hash8>``: where the run's record and run
+        folder sit under ``results_dir`` and ``outputs_dir/runs`` (conf/config.yaml reads it
+        as ``${run_key:}``)."""
+        stem = record_stem(self.seed, self.hparams_hash)
+        return f"{self.model}/{self.task}/{self.method_slug}/{stem}"
+
     def record_path(self, results_dir: str | Path) -> Path:
-        return (
-            Path(results_dir)
-            / self.model
-            / self.task
-            / self.method_slug
-            / f"seed{self.seed}-{self.hparams_hash}.json"
-        )
+        return Path(results_dir) / f"{self.key}.json"
 
     @property
     def run_name(self) -> str:
-        """``minilm-rte-dcft-k8-s8-seed0``: model, task, setting and seed (the W&B run name)."""
-        return f"{self.model}-{self.task}-{self.method_slug}-seed{self.seed}"
+        """The W&B run name (:func:`run_name`; conf/logger/wandb.yaml reads it as
+        ``${run_name:}``)."""
+        return run_name(self.model, self.task, self.method_slug, self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -29,7 +29,7 @@ from transformers.integrations import WandbCallback
 
 from dcft.data import get_task
 from dcft.run.distributed import is_main_process
-from dcft.run.identity import RunIdentity
+from dcft.run.identity import RunIdentity, run_name
 from dcft.run.records import main_score, package_versions
 
 MODES = ("auto", "online", "offline", "disabled")
@@ -107,7 +107,7 @@ def _evaluation(which: str, record: Mapping[str, Any]) -> dict[str, Any]:
     main = record.get("main_metric")
     if main:
         value = main_score(record, which)
-        factor = 1.0 if get_task(record["identity"]["task"]).kind == "squad" else 100.0
+        factor = get_task(record["identity"]["task"]).paper_units
         out[f"{which}/main"] = None if value is None else value * factor
         out[f"{which}/{main['name']}"] = value
     return out
@@ -137,7 +137,7 @@ def record_artifact(record: Mapping[str, Any]) -> Any:
 
     i = record["identity"]
     artifact = wandb.Artifact(
-        name=f"{i['model']}-{i['task']}-{i['method_slug']}-seed{i['seed']}-{i['hparams_hash']}",
+        name=f"{run_name(i['model'], i['task'], i['method_slug'], i['seed'])}-{i['hparams_hash']}",
         type="dcft-run",
         metadata={"identity": i, "status": record["status"]},
     )

@@ -38,7 +38,7 @@ from dcft.data import DATA_DIR_ENV, data_fingerprint, get_task
 from dcft.data.errors import DataUnavailableError
 from dcft.data.location import local_split_files
 from dcft.data.provenance import cached_sha256
-from dcft.run.identity import RunIdentity
+from dcft.run.identity import RunIdentity, record_stem
 from dcft.run.records import SCHEMA, CorruptRecordError, read_record, write_json
 
 FROM_SCHEMA = "dcft-run/1"
@@ -133,7 +133,7 @@ def migrate(path: Path, record: dict[str, Any], data_dir: Path | None = None) ->
     old_hash, new_hash = record["identity"]["hparams_hash"], identity.hparams_hash
     changes["hparams_hash"] = [old_hash, new_hash]
     upgraded["identity"]["hparams_hash"] = new_hash
-    old_name, new_name = f"seed{identity.seed}-{old_hash}", f"seed{identity.seed}-{new_hash}"
+    old_name, new_name = record_stem(identity.seed, old_hash), record_stem(identity.seed, new_hash)
     for keys in _RUN_PATHS:
         value = _get(upgraded, keys)
         if isinstance(value, str) and old_name in value:
@@ -169,7 +169,7 @@ def migrate_file(
         return None
     upgraded = migrate(path, record, data_dir)
     identity = upgraded["identity"]
-    target = path.with_name(f"seed{identity['seed']}-{identity['hparams_hash']}.json")
+    target = path.with_name(f"{record_stem(identity['seed'], identity['hparams_hash'])}.json")
     if target != path and target.exists() and read_record(target) != upgraded:
         raise MigrationError(f"{path}: its new name {target.name} is taken by another record")
     if dry_run:
