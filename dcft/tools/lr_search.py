@@ -118,6 +118,12 @@ class Choice:
         rates = sorted(self.scores)
         return len(rates) > 1 and self.rate in (rates[0], rates[-1])
 
+    def settled(self, grid: Sequence[float], tasks: Sequence[str]) -> bool:
+        """Every rate of ``grid`` has run on every task, and the choice is not at its edge
+        (such a grid is extended first)."""
+        ran = all(set(self.scores.get(rate, {})) == set(tasks) for rate in grid)
+        return ran and not self.at_edge
+
 
 def choose(search: Mapping[str, Any], results_dir: Path | None = None) -> list[Choice]:
     """Per method: the rate whose held-out score, averaged over every search task, is highest
@@ -187,17 +193,12 @@ def summary_markdown(search: Mapping[str, Any], choices: Sequence[Choice]) -> st
 
 def rates_yaml(search: Mapping[str, Any], choices: Sequence[Choice]) -> str:
     """The settled rate per method slug, as the study's experiment reads it
-    (``hparams.<...>.lr.<slug>``). A choice is settled when every rate of the method's grid has
-    been run on every search task, its own scores are finite, and it is not at the grid's edge
-    (such a grid is extended first); unsettled methods are named in a comment and left out, so
-    that their runs stop with an error naming the missing key while the settled ones can train."""
+    (``hparams.<...>.lr.<slug>``): only :meth:`Choice.settled` choices (a choice's own scores are
+    finite by :func:`choose`); unsettled methods are named in a comment and left out, so that
+    their runs stop with an error naming the missing key while the settled ones can train."""
     slugs = grid_slugs(search)
-    tasks = set(search["tasks"])
     settled = {
-        c.method: c.rate
-        for c in choices
-        if not c.at_edge
-        and all(set(c.scores.get(rate, {})) == tasks for rate in search["grid"][c.method])
+        c.method: c.rate for c in choices if c.settled(search["grid"][c.method], search["tasks"])
     }
     waiting = [m for m in search["grid"] if m not in settled]
     lines = [
