@@ -141,8 +141,8 @@ def test_study_figure2_draws_the_bench_step_times():
     times = bench_step_times(REPO / BENCH_CSV)
     bench = pd.read_csv(REPO / BENCH_CSV)
     targets = bench[bench.section == "target"].set_index("subject")["median"]
-    for model in ("minilm", "deberta-v3-base"):
-        dcft, lora = times[model]["DCFT d=8 fast"][0], times[model]["LoRA r=1"][0]
+    for model in ("minilm (fp32)", "deberta-v3-base (fp32)"):
+        dcft, lora = times[model]["DCFT d=8"][0], times[model]["LoRA r=1"][0]
         target = targets[f"{model} step time, DCFT d=8 / LoRA r=1"]
         assert dcft / lora == pytest.approx(float(target), abs=1e-4)
         median, q1, q3 = times[model]["LoRA r=1"]
