@@ -124,3 +124,36 @@ def test_the_plan_is_the_experiments_sweep():
     assert len(plan) == 15 and set(map(len, plan.values())) == {3}
     assert {task for task, _ in plan} == {"sst2", "stsb", "mrpc"}
     assert {slug for _, slug in plan} == {slug for slug, _ in ROWS}
+
+
+COMMITTED = Path(__file__).resolve().parents[1] / "results" / "study" / "converge"
+
+
+def _committed_runs() -> list:
+    return [r for r in load_runs(COMMITTED / "runs").runs if r.slug in dict(ROWS)]
+
+
+def test_committed_report_is_what_the_committed_records_render():
+    """converge.md and converge-seeds.csv are today's rendering of the committed records (the
+    report reads the records only, so this holds on a clone without the data)."""
+    majority = json.loads((COMMITTED.parent / "majority.json").read_text())
+    runs = _committed_runs()
+    assert runs, "no committed convergence records"
+    assert render(runs, majority, planned()) == (COMMITTED / "converge.md").read_text()
+    assert seeds_csv(runs) == (COMMITTED / "converge-seeds.csv").read_text()
+    for figure in ("curves.png", "gap.png"):
+        assert (COMMITTED / figure).stat().st_size > 10_000
+
+
+def test_committed_records_are_runs_of_the_plan_and_the_report_counts_them():
+    """Every committed record is a planned (task, method, seed) of the sweep, none twice, and
+    the report's progress line counts exactly them."""
+    plan = planned()
+    runs = _committed_runs()
+    seen = [(r.task, r.slug, r.seed) for r in runs]
+    assert len(seen) == len(set(seen))
+    for task, slug, seed in seen:
+        assert seed in plan[(task, slug)], (task, slug, seed)
+    total = sum(len(seeds) for seeds in plan.values())
+    head = (COMMITTED / "converge.md").read_text().splitlines()[2]
+    assert head.startswith(f"Runs with a finished record: {len(seen)} of {total} planned")

@@ -23,14 +23,14 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import datasets
+from typing import TYPE_CHECKING, Any
 
 from dcft.data.errors import DataFormatError, DataUnavailableError, read_utf8
-from dcft.data.glue import glue_features
 from dcft.data.provenance import cached_sha256
 from dcft.data.tasks import TaskSpec, TestSplit, TsvLayout, register_task
+
+if TYPE_CHECKING:  # reading a split loads datasets: a dry run's fingerprints come from the cache
+    import datasets
 
 CUSTOM = "custom"
 SUFFIXES = (".csv", ".tsv", ".json", ".jsonl")
@@ -190,6 +190,10 @@ def custom_files(spec: TaskSpec) -> dict[str, Path]:
 def read_custom_split(spec: TaskSpec, split: str) -> datasets.Dataset:
     """One split as a GLUE split: the text fields, ``label`` (a class id or a score; -1 in the
     test split, whose labels are not read) and ``idx`` (the 0-based data row)."""
+    import datasets
+
+    from dcft.data.glue import glue_features
+
     path = custom_files(spec)[split]
     columns, rows = read_rows(path)
     label_column = dict(spec.tsv.columns)["label"] if spec.tsv else "label"

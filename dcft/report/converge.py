@@ -194,8 +194,9 @@ def render(
         f"Runs with a finished record: {count} of {total} planned "
         f"(conf/experiment/converge.yaml)" + (f"; still to run: {missing}." if missing else "."),
         "",
-        "Dev scores x100 (accuracy for SST-2, Pearson for STS-B, F1 for MRPC), mean ± std over "
-        "seeds (n seeds). best = the best of the run's evaluations (the paper's protocol, a choice "
+        "Dev scores x100 ("
+        + ", ".join(f"{get_task(t).metric} for {get_task(t).label}" for t in TASKS)
+        + "), mean ± std over seeds (n seeds). best = the best of the run's evaluations (the paper's protocol, a choice "
         "made on dev), last = the final evaluation. 'best before the end' counts the runs whose "
         "best evaluation came before the last one (the curve had flattened or turned down). "
         "Learning rates were chosen on data held out from the training split "
@@ -334,8 +335,8 @@ def curves_figure(runs: Sequence[Run], majority: dict[str, float], path: Path) -
         ax.set_xlabel("optimiser step (batch 32)")
         ax.set_ylabel(f"dev {spec.metric} x100")
         ax.grid(alpha=0.3)
-    if len(tasks):
-        axes[0].legend(fontsize=7, loc="lower right")
+    for ax in axes[: len(tasks)]:  # each panel its own: the rows and seeds differ per task
+        ax.legend(fontsize=7, loc="lower right")
     fig.suptitle("Dev score along training: mean over seeds, band = mean ± 1 std over seeds")
     return _save(fig, path)
 

@@ -52,6 +52,7 @@ class Composer:
         self._parsed: dict[str, Override] = {}
         self._trees: dict[tuple[str, ...], dict[str, Any]] = {}
         self._groups: dict[str, bool] = {}
+        self._interpolated: dict[tuple[tuple[str, ...], str], bool] = {}
 
     def _is_group(self, override: Override) -> bool:
         """As Hydra splits overrides: a group choice, or a value (dicts are values)."""
@@ -117,12 +118,16 @@ class Composer:
 
     def interpolates(self, overrides: Sequence[str], key: str) -> bool:
         """Whether a value of the tree composed with ``overrides``, or of ``overrides``, may
-        interpolate ``key`` (an interpolation naming it; conservative)."""
-        parsed = self._parse(overrides)
-        texts = [*_strings(self._merged([o for o in parsed if self._is_group(o)]))]
-        texts += [str(o.value()) for o in parsed if not self._is_group(o)]
-        named = re.compile(rf"\b{re.escape(key)}\b")
-        return any("${" in text and named.search(text) for text in texts)
+        interpolate ``key`` (an interpolation naming it; conservative). Asked once per setting
+        for each of its seeds: remembered."""
+        memo = (tuple(overrides), key)
+        if memo not in self._interpolated:
+            parsed = self._parse(overrides)
+            texts = [*_strings(self._merged([o for o in parsed if self._is_group(o)]))]
+            texts += [str(o.value()) for o in parsed if not self._is_group(o)]
+            named = re.compile(rf"\b{re.escape(key)}\b")
+            self._interpolated[memo] = any("${" in t and named.search(t) for t in texts)
+        return self._interpolated[memo]
 
 
 def _strings(tree: Any) -> Iterator[str]:
