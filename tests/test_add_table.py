@@ -43,7 +43,7 @@ table,model,method,variant,params_paper,params,kernel,stride,targets,task,split,
 # The W&B tags of a run Table 7 trains (no options: no printed row matches it, only sweeps do).
 TAGS = """\
 from dcft.run.identity import RunIdentity
-from dcft.run.run_tables import tables_listing
+from dcft.table_tags import tables_listing
 identity = RunIdentity("default", "deberta-v3-base", "rte", "dcft", "dcft-k2-s2", {}, 0, "")
 print(tables_listing(identity))
 """

@@ -291,20 +291,23 @@ def _identity(model: str, task: str, method: str = "dcft", **options: Any) -> Ru
     ],
 )
 def test_tags_name_every_table_that_lists_the_run(identity, tables):
+    from dcft.table_tags import tables_listing
+
     described = [identity.model, identity.task, identity.method, identity.method_slug]
-    assert run_tags(identity) == [*tables, *dict.fromkeys(described)]
+    assert tables_listing(identity) == tables
+    assert run_tags(identity, tables_listing(identity)) == [*tables, *dict.fromkeys(described)]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", ["table2", "table5", "table6", "mini-table5"])
 def test_tag_sweeps_equal_hydra_composition(experiment, tmp_path, tiny_data):
-    """dcft.run.run_tables reads the sweeps without composing each job; every job composed as Hydra
+    """dcft.table_tags reads the sweeps without composing each job; every job composed as Hydra
     composes it gives the same (model, task, method slug) set."""
     from hydra import initialize_config_dir
 
     from dcft.run.config import CONF_DIR
-    from dcft.run.run_tables import sweep_keys
     from dcft.sweep import job_overrides
+    from dcft.table_tags import sweep_keys
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         jobs = {

@@ -8,6 +8,10 @@ resolved config, harness version, data); its summary holds the record's results 
 (``record_summary``); the record and the adapter go up as an artifact. ``logger=none`` or
 ``mode=disabled`` never imports wandb.
 
+Which tables list a run is the sweeps' and the report's knowledge (dcft.table_tags, a layer
+above this one): ``python -m dcft.train`` passes it in as ``tables``; without it a run is
+tagged with its model, task, method and setting only.
+
 Offline runs are uploaded later by ``python -m dcft.tools.wandb_sync`` (``make wandb-sync``).
 """
 
@@ -17,7 +21,7 @@ import hashlib
 import json
 import netrc
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +42,8 @@ LOGGERS = ("wandb", "none")
 CALLBACK = "dcft-wandb"
 _DEFAULT_HOST = "https://api.wandb.ai"
 _TIMING = ("train_wall_time_s", "median_step_time_s", "train_samples_per_second", "optimizer_steps")
+# The tables that list a run (``table1`` ...): dcft.table_tags.tables_listing.
+TableTags = Callable[[RunIdentity], Sequence[str]]
 
 
 def api_key_configured() -> bool:
@@ -68,13 +74,10 @@ def wandb_run_id(identity: RunIdentity) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def run_tags(identity: RunIdentity) -> list[str]:
-    """Every table that lists the run (``table1`` ... ``table6``, dcft.run.run_tables), then its
+def run_tags(identity: RunIdentity, tables: Sequence[str] = ()) -> list[str]:
+    """``tables`` (every table that lists the run: ``table1`` ... ``table6``), then the run's
     model, task, method and setting (method slug)."""
-    from dcft.run.run_tables import tables_listing
-
-    tags = tables_listing(identity)
-    tags += [identity.model, identity.task, identity.method, identity.method_slug]
+    tags = [*tables, identity.model, identity.task, identity.method, identity.method_slug]
     return list(dict.fromkeys(tags))
 
 
@@ -232,11 +235,13 @@ def tracking(
     config: Mapping[str, Any],
     run_dir: Path,
     data: Mapping[str, Any] | None = None,
+    tables: TableTags | None = None,
 ) -> Iterator[Tracker]:
     """Open the run's tracker (a no-op ``Tracker`` for logger=none, mode=disabled and every
     process but the main one of a multi-GPU run). W&B files go to ``<run_dir>/wandb``;
     ``wandb.finish()`` runs however the block ends, with exit code 1 when the run failed or the
-    block raised, so the next job of a multirun starts clean."""
+    block raised, so the next job of a multirun starts clean. ``tables`` names the tables that
+    list the run (its W&B tags); it is called only when W&B is on."""
     if not _enabled(logger) or not is_main_process():
         yield Tracker()
         return
@@ -250,7 +255,7 @@ def tracking(
         group=logger.group,
         job_type=logger.job_type,
         name=logger.run_name,
-        tags=run_tags(identity),
+        tags=run_tags(identity, tables(identity) if tables else ()),
         id=wandb_run_id(identity),
         resume="allow",
         mode=resolve_mode(str(logger.mode)),
