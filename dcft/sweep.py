@@ -23,11 +23,11 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
@@ -133,12 +133,23 @@ def _compose(overrides: Sequence[str], hydra_config: bool = False) -> DictConfig
 
 def _expand(params: Mapping[str, Any], overrides: Sequence[str]) -> list[list[str]]:
     """Sweeper params as Hydra's basic sweeper expands them, command-line overrides of the same
-    key taking precedence."""
-    parser = OverridesParser.create()
+    key taking precedence: the product of each key's values (a list or a range), keys in the
+    order first given, a key given twice keeping its last values (tests/test_sweep_order.py holds
+    this equal to the basic sweeper's own expansion)."""
     given = {_key(o) for o in overrides}
     sweep = [f"{k}={v}" for k, v in params.items() if k not in given] + list(overrides)
-    [jobs] = BasicSweeper.split_arguments(parser.parse_overrides(sweep), max_batch_size=None)
-    return jobs
+    axes: dict[str, list[str]] = {}
+    for override in OverridesParser.create().parse_overrides(sweep):
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            axes[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            axes[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            raise ValueError(
+                f"{override.input_line}: the basic sweeper sweeps lists and ranges, not intervals"
+            )
+    return [list(job) for job in product(*axes.values())]
 
 
 def job_overrides(experiment: str, overrides: Sequence[str] = ()) -> list[list[str]]:

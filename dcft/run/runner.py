@@ -216,10 +216,9 @@ def _train(
                 data,
                 cfg,
                 output_dir=checkpoints,
-                report_to=tracker.report_to,
                 run_name=identity.run_name,
                 resume_from=resume_from,
-                callbacks=callbacks,
+                callbacks=[*callbacks, *tracker.callbacks],
                 test=test.features if test else None,
             )
         except NonFiniteLossError as err:
