@@ -34,15 +34,15 @@ from omegaconf import DictConfig
 from dcft.cli import OneLineParser, hydra_errors
 from dcft.report.tables import SCALES, RowSpec, TableSpec, table_specs
 from dcft.run.composer import Composer
-from dcft.run.config import CONF_DIR
+from dcft.run.config import CONF_DIR, seed_range
 from dcft.run.identity import RunIdentity
 from dcft.run.status import run_status
 from dcft.run.training_args import pass_through_overrides
 from dcft.sweep_summary import add_dry_run_arguments, summary
 
 EXPERIMENT_DIR = CONF_DIR / "experiment"
-# The seeds of a table swept from its rows: the paper's five, as in every paper-scale experiment.
-ROW_SEEDS = "range(0,5)"
+# The seeds of a table swept from its rows: the paper's, as in every paper-scale experiment.
+ROW_SEEDS = seed_range("paper")
 
 
 def _key(override: str) -> str:
