@@ -14,8 +14,8 @@ endif
 
 SCALE ?= paper
 LAUNCHER ?= basic
-# The paper's tables: one file each, conf/table/tableN.yaml.
-TABLES := $(sort $(patsubst conf/table/table%.yaml,%,$(wildcard conf/table/table*.yaml)))
+# The paper's tables: one file each, specs/table/tableN.yaml.
+TABLES := $(sort $(patsubst specs/table/table%.yaml,%,$(wildcard specs/table/table*.yaml)))
 # The tables the CPU study sweeps (their file names a mini experiment); read when a recipe uses it.
 STUDY_TABLES = $(patsubst table%,%,$(shell $(PY) -m dcft.sweep --list --scale mini))
 

@@ -4,7 +4,7 @@
     python -m dcft.sweep table1 table4 --dry-run [--list-runs]   # what is done, what is left
     python -m dcft.sweep --list [--scale mini]     # the tables with a sweep at that scale
 
-A table's file (conf/table/tableN.yaml) names the Hydra multirun experiments of
+A table's file (specs/table/tableN.yaml) names the Hydra multirun experiments of
 conf/experiment/ that sweep it at each scale (Table 1 has one per model; ``mini-tableN`` is the
 CPU-sized twin); a table naming none at paper scale is swept from its rows: per row, its model,
 method and options over the table's tasks and the paper's five seeds. ``--dry-run`` expands the

@@ -1,4 +1,4 @@
-"""Which of the paper's tables list a run: the W&B tags ``table1`` ... (conf/table/), which
+"""Which of the paper's tables list a run: the W&B tags ``table1`` ... (specs/table/), which
 ``python -m dcft.train`` hands to the run's tracker (dcft.run.tracking).
 
 A table lists a run when one of its sweeps (the experiments its table file names, or its rows;

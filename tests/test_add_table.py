@@ -55,7 +55,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tree")
     package_copy(root)
     shutil.copytree(REPO / "results" / "paper", root / "results" / "paper")
-    (root / "conf" / "table" / "table7.yaml").write_text(TABLE7, encoding="utf-8")
+    (root / "specs" / "table" / "table7.yaml").write_text(TABLE7, encoding="utf-8")
     (root / "results" / "paper" / "table7.csv").write_text(PAPER7, encoding="utf-8")
     return root
 

@@ -1,4 +1,4 @@
-"""A table's tasks and methods are its table file's (conf/table/tableN.yaml); the experiment
+"""A table's tasks and methods are its table file's (specs/table/tableN.yaml); the experiment
 files that sweep it at paper scale must train exactly its rows x columns, and every table sweep
 takes its seeds from one place (``SEEDS``, as ``${seeds:SCALE}``)."""
 

@@ -1,4 +1,5 @@
-"""Where the Hydra configs live (:data:`CONF_DIR`) and the resolvers they use (``${method_slug:}``,
+"""Where the Hydra configs live (:data:`CONF_DIR`), where the specs that are not run settings
+live (:data:`SPECS_DIR`: the paper's tables, the studies' searches) and the resolvers they use (``${method_slug:}``,
 ``${run_key:}``, ``${run_name:}``, ``${data_fingerprint:}``, ``${task_spec:KEY}``,
 ``${method_lr:}``, ``${seeds:SCALE}``); importing this module registers them. It imports neither torch nor
 transformers (the resolvers import what they need when first called), so that
@@ -15,14 +16,19 @@ from omegaconf import DictConfig, OmegaConf
 _PACKAGE = Path(__file__).resolve().parent.parent
 
 
-def _conf_dir() -> Path:
-    """The Hydra configs: ``dcft/conf/`` in an installed package (the wheel ships the checkout's
-    top-level ``conf/`` there as package data ``dcft.conf``), else the checkout's ``conf/``."""
-    installed = _PACKAGE / "conf"
-    return installed if (installed / "config.yaml").is_file() else _PACKAGE.parent / "conf"
+def _shipped(name: str, marker: str) -> Path:
+    """``dcft/<name>/`` in an installed package (the wheel ships the checkout's top-level
+    ``<name>/`` there as package data ``dcft.<name>``), else the checkout's ``<name>/``; the
+    installed one is recognised by its ``marker`` file or folder."""
+    installed = _PACKAGE / name
+    return installed if (installed / marker).exists() else _PACKAGE.parent / name
 
 
-CONF_DIR = _conf_dir()
+# The Hydra configs: every folder here is a config group ``python -m dcft.train --help`` offers.
+CONF_DIR = _shipped("conf", "config.yaml")
+# What is no run setting, so no config group: the paper's tables (``table/tableN.yaml``,
+# dcft.report.tables) and the studies' learning-rate searches (``study/``, dcft.tools.lr_search).
+SPECS_DIR = _shipped("specs", "table")
 
 
 def _slug_resolver(*, _root_: DictConfig) -> str:
