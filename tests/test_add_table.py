@@ -76,9 +76,9 @@ def test_the_new_table_is_listed_and_swept_from_its_rows(tree: Path) -> None:
     assert "table7" not in run(tree, "-m", "dcft.sweep", "--list", "--scale", "mini").split()
     lines = run(tree, "-m", "dcft.sweep", "table7", "--list-runs", "results_dir=R").splitlines()
     assert lines[-1] == "20 runs: 20 to do"  # 2 rows x 2 tasks x the paper's 5 seeds
-    planned = {tuple(line.split()[2:6]) for line in lines[:20]}  # after "to do"
+    planned = {line.split()[2] for line in lines[:20]}  # after "to do": the run's name
     assert planned == {
-        ("deberta-v3-base", task, f"dcft-k{k}-s{k}", f"seed{seed}")
+        f"deberta-v3-base-{task}-dcft-k{k}-s{k}-seed{seed}"
         for task in ("rte", "mrpc")
         for k in (2, 8)
         for seed in range(5)

@@ -13,7 +13,7 @@ Which tables list a run is the sweeps' and the report's knowledge (dcft.table_ta
 above this one): ``python -m dcft.train`` passes it in as ``tables``; without it a run is
 tagged with its model, task, method and setting only.
 
-Offline runs are uploaded later by ``python -m dcft.tools.wandb_sync`` (``make wandb-sync``).
+Offline runs are uploaded later by ``wandb sync`` (``make wandb-sync``).
 """
 
 from __future__ import annotations
