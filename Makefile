@@ -14,8 +14,8 @@ endif
 
 SCALE ?= paper
 LAUNCHER ?= basic
-# The paper's tables: one file each, conf/table/tableN.yaml.
-TABLES := $(sort $(patsubst conf/table/table%.yaml,%,$(wildcard conf/table/table*.yaml)))
+# The paper's tables: one file each, specs/table/tableN.yaml.
+TABLES := $(sort $(patsubst specs/table/table%.yaml,%,$(wildcard specs/table/table*.yaml)))
 # The tables the CPU study sweeps (their file names a mini experiment); read when a recipe uses it.
 STUDY_TABLES = $(patsubst table%,%,$(shell $(PY) -m dcft.sweep --list --scale mini))
 
@@ -29,7 +29,7 @@ help:
 	@echo "              the sweep behind the paper's Table N (N = $(TABLES)); reproduce-all runs them all"
 	@echo "make report   results/tables/: our tables beside the paper's, and Figures 2-3"
 	@echo "make bench [BENCH_ARGS=...]  DCFT vs LoRA vs peft time, memory and adapter size: results/bench/"
-	@echo "make wandb-sync [OUTPUTS=outputs]  upload the offline W&B runs not synced yet (wandb login first)"
+	@echo "make wandb-sync [OUTPUTS=outputs] [DRY_RUN=1]  upload the offline W&B runs not synced yet (wandb login first)"
 	@echo "make study    the CPU study (MiniLM, the tables with a mini sweep, 3 seeds): trains the runs"
 	@echo "              without a record in results/study/runs (resumable over several sittings)"
 	@echo "make study-lr-search  the study's learning-rate search (held-out part of the training sets)"
@@ -119,5 +119,8 @@ converge: $(VENV)/.runtime
 bench: $(VENV)/.dev
 	$(PY) -m dcft.tools.bench $(BENCH_ARGS)
 
+# Every offline run folder under OUTPUTS, handed to wandb's own CLI, which skips the runs it
+# marked synced (DRY_RUN=1: it lists what it would upload).
 wandb-sync: $(VENV)/.runtime
-	$(PY) -m dcft.tools.wandb_sync sync --outputs $(or $(OUTPUTS),outputs)
+	find $(or $(OUTPUTS),outputs) -type d -path '*/wandb/offline-run-*' -prune -print0 \
+	  | xargs -0 -r $(PY) -m wandb sync --skip-synced $(if $(DRY_RUN),--dry-run)

@@ -4,7 +4,7 @@
     python -m dcft.sweep table1 table4 --dry-run [--list-runs]   # what is done, what is left
     python -m dcft.sweep --list [--scale mini]     # the tables with a sweep at that scale
 
-A table's file (conf/table/tableN.yaml) names the Hydra multirun experiments of
+A table's file (specs/table/tableN.yaml) names the Hydra multirun experiments of
 conf/experiment/ that sweep it at each scale (Table 1 has one per model; ``mini-tableN`` is the
 CPU-sized twin); a table naming none at paper scale is swept from its rows: per row, its model,
 method and options over the table's tasks and the paper's five seeds. ``--dry-run`` expands the
@@ -23,26 +23,26 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from dcft.cli import OneLineParser, hydra_errors
 from dcft.report.tables import SCALES, RowSpec, TableSpec, table_specs
 from dcft.run.composer import Composer
-from dcft.run.config import CONF_DIR
+from dcft.run.config import CONF_DIR, seed_range
 from dcft.run.identity import RunIdentity
 from dcft.run.status import run_status
 from dcft.run.training_args import pass_through_overrides
 from dcft.sweep_summary import add_dry_run_arguments, summary
 
 EXPERIMENT_DIR = CONF_DIR / "experiment"
-# The seeds of a table swept from its rows: the paper's five, as in every paper-scale experiment.
-ROW_SEEDS = "range(0,5)"
+# The seeds of a table swept from its rows: the paper's, as in every paper-scale experiment.
+ROW_SEEDS = seed_range("paper")
 
 
 def _key(override: str) -> str:
@@ -133,12 +133,23 @@ def _compose(overrides: Sequence[str], hydra_config: bool = False) -> DictConfig
 
 def _expand(params: Mapping[str, Any], overrides: Sequence[str]) -> list[list[str]]:
     """Sweeper params as Hydra's basic sweeper expands them, command-line overrides of the same
-    key taking precedence."""
-    parser = OverridesParser.create()
+    key taking precedence: the product of each key's values (a list or a range), keys in the
+    order first given, a key given twice keeping its last values (tests/test_sweep_order.py holds
+    this equal to the basic sweeper's own expansion)."""
     given = {_key(o) for o in overrides}
     sweep = [f"{k}={v}" for k, v in params.items() if k not in given] + list(overrides)
-    [jobs] = BasicSweeper.split_arguments(parser.parse_overrides(sweep), max_batch_size=None)
-    return jobs
+    axes: dict[str, list[str]] = {}
+    for override in OverridesParser.create().parse_overrides(sweep):
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            axes[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            axes[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            raise ValueError(
+                f"{override.input_line}: the basic sweeper sweeps lists and ranges, not intervals"
+            )
+    return [list(job) for job in product(*axes.values())]
 
 
 def job_overrides(experiment: str, overrides: Sequence[str] = ()) -> list[list[str]]:

@@ -21,8 +21,7 @@ MAIN_STATUSES = ("finished", "failed", "running", "to do")
 
 
 def run_line(run: PlannedRun) -> str:
-    i = run.identity
-    return f"{run.status:>8}  {i.model} {i.task} {i.method_slug} seed{i.seed}  {run.record}"
+    return f"{run.status:>8}  {run.identity.run_name}  {run.record}"
 
 
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -53,8 +52,7 @@ def _details(runs: Iterable[PlannedRun], status: str) -> list[str]:
     named = [r for r in runs if r.status == status and (r.detail or status != "to do")]
     lines = [f"{status} ({len(named)}):"] if named else []
     for run in named:
-        i = run.identity
-        lines.append(f"  {i.model} {i.task} {i.method_slug} seed{i.seed}: {run.detail}")
+        lines.append(f"  {run.identity.run_name}: {run.detail}")
         lines.append(f"    {run.record}")
     return lines
 

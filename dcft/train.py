@@ -27,13 +27,14 @@ def _job(cfg: DictConfig) -> float | None:
     from dcft.data.custom import use_task_config
     from dcft.run.runner import check_settings, run_job
     from dcft.run.training_args import check_training_args
+    from dcft.table_tags import tables_listing
 
     with input_errors(PROG, ValueError, DataUnavailableError):
         check_settings(cfg)
         check_training_args(cfg.trainer.get("args"))
         use_task_config(cfg.task)  # task=custom: its files, read and checked
     with input_errors(PROG, DataFormatError, DataUnavailableError):
-        return run_job(cfg)
+        return run_job(cfg, tables=tables_listing)
 
 
 def main() -> float | None:

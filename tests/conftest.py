@@ -352,9 +352,9 @@ def hydra_main(monkeypatch: pytest.MonkeyPatch) -> Callable[[list[str]], None]:
 
 
 def package_copy(root: Path) -> Path:
-    """A copy of the dcft package and its configs (``conf/``) under ``root`` (on PYTHONPATH it
-    replaces this checkout's), to add a toy method, task or table to."""
-    for tree in ("dcft", "conf"):
+    """A copy of the dcft package, its configs (``conf/``) and specs (``specs/``) under ``root``
+    (on PYTHONPATH it replaces this checkout's), to add a toy method, task or table to."""
+    for tree in ("dcft", "conf", "specs"):
         shutil.copytree(REPO / tree, root / tree, ignore=shutil.ignore_patterns("__pycache__"))
     return root
 

@@ -43,7 +43,7 @@ table,model,method,variant,params_paper,params,kernel,stride,targets,task,split,
 # The W&B tags of a run Table 7 trains (no options: no printed row matches it, only sweeps do).
 TAGS = """\
 from dcft.run.identity import RunIdentity
-from dcft.run.run_tables import tables_listing
+from dcft.table_tags import tables_listing
 identity = RunIdentity("default", "deberta-v3-base", "rte", "dcft", "dcft-k2-s2", {}, 0, "")
 print(tables_listing(identity))
 """
@@ -55,7 +55,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tree")
     package_copy(root)
     shutil.copytree(REPO / "results" / "paper", root / "results" / "paper")
-    (root / "conf" / "table" / "table7.yaml").write_text(TABLE7, encoding="utf-8")
+    (root / "specs" / "table" / "table7.yaml").write_text(TABLE7, encoding="utf-8")
     (root / "results" / "paper" / "table7.csv").write_text(PAPER7, encoding="utf-8")
     return root
 
@@ -76,9 +76,9 @@ def test_the_new_table_is_listed_and_swept_from_its_rows(tree: Path) -> None:
     assert "table7" not in run(tree, "-m", "dcft.sweep", "--list", "--scale", "mini").split()
     lines = run(tree, "-m", "dcft.sweep", "table7", "--list-runs", "results_dir=R").splitlines()
     assert lines[-1] == "20 runs: 20 to do"  # 2 rows x 2 tasks x the paper's 5 seeds
-    planned = {tuple(line.split()[2:6]) for line in lines[:20]}  # after "to do"
+    planned = {line.split()[2] for line in lines[:20]}  # after "to do": the run's name
     assert planned == {
-        ("deberta-v3-base", task, f"dcft-k{k}-s{k}", f"seed{seed}")
+        f"deberta-v3-base-{task}-dcft-k{k}-s{k}-seed{seed}"
         for task in ("rte", "mrpc")
         for k in (2, 8)
         for seed in range(5)

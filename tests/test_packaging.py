@@ -63,7 +63,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("pyproject.toml", "README.md"):
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, source / name)
-    for tree in ("dcft", "conf"):
+    for tree in ("dcft", "conf", "specs"):
         shutil.copytree(REPO / tree, source / tree, ignore=shutil.ignore_patterns("__pycache__"))
     pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
     _run([*pip, "-w", str(root / "dist"), str(source)], cwd=root)
@@ -76,8 +76,13 @@ def test_the_wheel_holds_every_module_and_config(wheel: Path) -> None:
         shipped = {name for name in archive.namelist() if name.startswith("dcft/")}
     modules = {p.relative_to(REPO).as_posix() for p in (REPO / "dcft").rglob("*.py")}
     model_configs = {p.relative_to(REPO).as_posix() for p in (REPO / "dcft").rglob("*.json")}
-    configs = {f"dcft/{p.relative_to(REPO).as_posix()}" for p in (REPO / "conf").rglob("*.yaml")}
+    configs = {
+        f"dcft/{p.relative_to(REPO).as_posix()}"
+        for tree in ("conf", "specs")
+        for p in (REPO / tree).rglob("*.yaml")
+    }
     assert len(configs) > 50 and "dcft/conf/experiment/table4.yaml" in configs
+    assert "dcft/specs/table/table4.yaml" in configs
     assert shipped == modules | model_configs | configs
 
 

@@ -106,7 +106,7 @@ def test_global_batch_splits_over_processes(tmp_path, monkeypatch):
         split_batch(32, 3)
     cfg = compose_config(["trainer.batch_size=32"])
     monkeypatch.setattr("dcft.run.fitting.world_size", lambda: 4)
-    args = training_arguments(cfg.trainer, tmp_path, 0, [], "x")
+    args = training_arguments(cfg.trainer, tmp_path, 0, "x")
     assert args.per_device_train_batch_size == 8
     monkeypatch.setenv("WORLD_SIZE", "4")
     assert compose_config([]).processes == 4  # torchrun's count is in the run's key
@@ -224,7 +224,7 @@ def test_xxl_full_fine_tuning_recomputes_activations(tmp_path, tiny_data):
     full = compose_config(["model=deberta-v2-xxlarge", "task=cola", "method=full"])
     dcft = compose_config(["model=deberta-v2-xxlarge", "task=cola", "method=dcft"])
     assert full.trainer.gradient_checkpointing and not dcft.trainer.gradient_checkpointing
-    assert training_arguments(full.trainer, tmp_path, 0, [], "x").activation_checkpointing
+    assert training_arguments(full.trainer, tmp_path, 0, "x").activation_checkpointing
     # It trains, with frozen embeddings too (non-reentrant checkpointing).
     overrides = ["task=sst2", "method=lora", "trainer.gradient_checkpointing=true", *FAST]
     record = run(compose_config([*overrides, *place(tmp_path, tiny_data)]))

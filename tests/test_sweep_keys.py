@@ -119,8 +119,8 @@ def test_the_summary_counts_and_names_each_state(data, tmp_path, capsys):
     assert out[3].split() == ["minilm", "stsb", "0", "0", "0", "12", "0"]
     assert out[4].split() == ["all", "1", "1", "1", "20", "1"]
     text = "\n".join(out)
-    slug = f"{failed.identity.method_slug} seed{failed.identity.seed}: loss is nan"
-    assert f"failed (1):\n  minilm sst2 {slug}\n    {failed.record}" in text
+    name = f"minilm-sst2-{failed.identity.method_slug}-seed{failed.identity.seed}"
+    assert f"failed (1):\n  {name}: loss is nan\n    {failed.record}" in text
     assert f"host {socket.gethostname()}, pid {os.getpid()}, for 1 h 02 min" in text
     assert f"pid {dead}" in text and "stale lock" in text
     assert "corrupt (1):" in text

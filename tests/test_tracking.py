@@ -1,7 +1,7 @@
 """W&B: offline runs keep the run's identity, config, summary and artifact under the run folder,
 tagged with every table that lists them; a NaN run ends failed; disabled / none write nothing;
-modes and ids are resolved without the network; `dcft.tools.wandb_sync` uploads the offline runs not
-synced yet (wandb mocked)."""
+modes and ids are resolved without the network; `make wandb-sync` hands the offline runs not synced
+yet to `wandb sync` (dry run, offline)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import torch
 
 import dcft.run.tracking
 import dcft.run.trainer
-import dcft.tools.wandb_sync
 from dcft.run.identity import RunIdentity, method_slug, resolved_options
 from dcft.run.runner import run
 from dcft.run.tracking import (
@@ -30,7 +29,7 @@ from dcft.run.tracking import (
     run_tags,
     wandb_run_id,
 )
-from tests.conftest import FAST, compose_config, place
+from tests.conftest import FAST, REPO, compose_config, place
 
 _BLOCK = 32768
 NO_LOGGER = [o for o in FAST if not o.startswith("logger=")]
@@ -291,20 +290,23 @@ def _identity(model: str, task: str, method: str = "dcft", **options: Any) -> Ru
     ],
 )
 def test_tags_name_every_table_that_lists_the_run(identity, tables):
+    from dcft.table_tags import tables_listing
+
     described = [identity.model, identity.task, identity.method, identity.method_slug]
-    assert run_tags(identity) == [*tables, *dict.fromkeys(described)]
+    assert tables_listing(identity) == tables
+    assert run_tags(identity, tables_listing(identity)) == [*tables, *dict.fromkeys(described)]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", ["table2", "table5", "table6", "mini-table5"])
 def test_tag_sweeps_equal_hydra_composition(experiment, tmp_path, tiny_data):
-    """dcft.run.run_tables reads the sweeps without composing each job; every job composed as Hydra
+    """dcft.table_tags reads the sweeps without composing each job; every job composed as Hydra
     composes it gives the same (model, task, method slug) set."""
     from hydra import initialize_config_dir
 
     from dcft.run.config import CONF_DIR
-    from dcft.run.run_tables import sweep_keys
     from dcft.sweep import job_overrides
+    from dcft.table_tags import sweep_keys
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         jobs = {
@@ -320,7 +322,7 @@ def test_tag_sweeps_equal_hydra_composition(experiment, tmp_path, tiny_data):
 
 
 # ---------------------------------------------------------------------------------------------
-# dcft.tools.wandb_sync.
+# make wandb-sync.
 
 
 def _offline_run(outputs: Path, name: str, synced: bool = False) -> Path:
@@ -332,40 +334,22 @@ def _offline_run(outputs: Path, name: str, synced: bool = False) -> Path:
     return folder
 
 
-def test_sync_uploads_unsynced_offline_runs_only(tmp_path, monkeypatch, capsys):
+def test_make_wandb_sync_hands_only_unsynced_offline_runs_to_wandb(tmp_path):
+    """``make wandb-sync DRY_RUN=1``: wandb's own CLI, offline, lists the runs it would upload."""
     outputs = tmp_path / "outputs"
     first, second = _offline_run(outputs, "a"), _offline_run(outputs, "b")
-    _offline_run(outputs, "c", synced=True)
-    (outputs / "runs" / "d" / "wandb" / "run-20260101_000000-d").mkdir(parents=True)  # online
-    (outputs / "runs" / "e" / "wandb" / "offline-run-20260101_000000-e").mkdir(parents=True)
-    calls = []
-
-    def wandb_sync(command, **kwargs):
-        calls.append(command)
-        folder = Path(command[-1])
-        for log in folder.glob("*.wandb"):
-            log.with_suffix(".wandb.synced").touch()  # what `wandb sync` leaves
-        return subprocess.CompletedProcess(command, 0, "", "")
-
-    monkeypatch.setattr(dcft.tools.wandb_sync.subprocess, "run", wandb_sync)
-    dcft.tools.wandb_sync.main(["sync", "--outputs", str(outputs)])
-    assert calls == [[sys.executable, "-m", "wandb", "sync", str(f)] for f in (first, second)]
-    assert "3 offline W&B runs" in capsys.readouterr().out
-
-    dcft.tools.wandb_sync.main(["sync", "--outputs", str(outputs)])  # all synced now
-    assert len(calls) == 2
-
-
-def test_sync_names_runs_it_could_not_upload(tmp_path, monkeypatch, capsys):
-    outputs = tmp_path / "outputs"
-    folder = _offline_run(outputs, "a")
-    monkeypatch.setattr(
-        dcft.tools.wandb_sync.subprocess,
-        "run",
-        lambda command, **kwargs: subprocess.CompletedProcess(
-            command, 1, "", "wandb: not logged in"
-        ),
+    synced = _offline_run(outputs, "c", synced=True)
+    venv = Path(sys.prefix)
+    make = ["make", "-o", f"{venv}/.runtime", "wandb-sync", "DRY_RUN=1", f"VENV={venv}"]
+    done = subprocess.run(
+        [*make, f"OUTPUTS={outputs}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    with pytest.raises(SystemExit, match="1"):
-        dcft.tools.wandb_sync.main(["sync", "--outputs", str(outputs)])
-    assert f"not synced: {folder}: exit code 1; wandb: not logged in" in capsys.readouterr().out
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    said = done.stdout + done.stderr
+    assert "Would sync 2 run(s)" in said and "Skipped 1 synced run(s)" in said
+    assert str(first / "run-a.wandb") in said and str(second / "run-b.wandb") in said
+    assert str(synced) not in said

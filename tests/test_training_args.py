@@ -31,11 +31,11 @@ def test_command_line_fields_become_add_or_replace_overrides():
 
 
 def test_fields_reach_the_training_arguments_and_nothing_else_moves(tmp_path):
-    plain = training_arguments(compose_config([]).trainer, tmp_path, 0, [], "x")
+    plain = training_arguments(compose_config([]).trainer, tmp_path, 0, "x")
     overrides = pass_through_overrides(
         ["trainer.args.adam_beta2=0.98", "trainer.args.label_smoothing_factor=0.1"]
     )
-    args = training_arguments(compose_config(overrides).trainer, tmp_path, 0, [], "x")
+    args = training_arguments(compose_config(overrides).trainer, tmp_path, 0, "x")
     assert (args.adam_beta2, args.label_smoothing_factor) == (0.98, 0.1)
     assert TrainingArguments(output_dir="x").adam_beta2 == 0.999  # not transformers' default
     changed = {k for k, v in args.to_dict().items() if plain.to_dict()[k] != v}

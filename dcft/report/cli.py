@@ -1,4 +1,4 @@
-"""Our results beside the paper's: every table of conf/table/ as Markdown, LaTeX and CSV,
+"""Our results beside the paper's: every table of specs/table/ as Markdown, LaTeX and CSV,
 plus Figures 2-3.
 
 ``python -m dcft.report [--runs results/runs] [--out results/tables] [--tables 1 2 ...]`` reads
@@ -57,7 +57,7 @@ def report(
 def main(argv: Sequence[str] | None = None) -> None:
     parser = OneLineParser(
         prog="python -m dcft.report",
-        description="The paper's tables (conf/table/) and Figures 2-3 from result records, "
+        description="The paper's tables (specs/table/) and Figures 2-3 from result records, "
         "beside the paper's numbers (reads records only; never trains).",
     )
     parser.add_argument("--runs", default="results/runs", help="folder of run records (*.json)")

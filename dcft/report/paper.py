@@ -1,7 +1,7 @@
 """The DCFT paper's (arXiv 2503.01419) Tables 1-6, as transcribed in ``results/paper/``.
 
 Three tidy CSV files, one row per printed number (see ``results/paper/README.md``); a table file
-(conf/table/) names the files its numbers are in (``load_paper_csv``):
+(specs/table/) names the files its numbers are in (``load_paper_csv``):
 
 * ``results.csv``: every task score of Tables 1-6 (``load_paper_results``);
 * ``averages.csv``: the printed "Avg." column of Tables 1 and 4 (``load_paper_averages``);

@@ -1,4 +1,4 @@
-"""The printed rows of a table: each row of its table file (conf/table/) with the paper's
+"""The printed rows of a table: each row of its table file (specs/table/) with the paper's
 numbers for it (results/paper/), and which records it compares with.
 
 A row's lines in the paper's scores CSV are those of the table's number with the row's model,

@@ -31,7 +31,9 @@ from dcft.report.stats import Stat, format_stat
 
 TASKS = ("cola", "sst2", "mrpc", "stsb")
 HEAD = "head"
-# (slug, label) in the order printed; rows whose slug has no record are left out.
+# (slug, label) in the order printed; rows whose slug has no record are left out. The settings
+# and TASKS are those the study's sweeps train (conf/experiment/mini-*.yaml), which
+# tests/test_study_rows.py holds equal: a row added to one place only fails there.
 ROWS = (
     ("full", "Full FT"),
     ("bitfit", "BitFit"),
@@ -188,21 +190,20 @@ def _by_slug(runs: Sequence[Run]) -> dict[str, list[Run]]:
 
 
 def _curve(runs: Sequence[Run], task: str, steps: list[int]) -> str:
-    """Mean over seeds at each evaluation, ``a → b → c``; the steps named if they are not the
-    study's."""
-    per_step: dict[int, list[float]] = {}
+    """Mean over seeds at each evaluation (``Stat``: NaN seeds never averaged, a step with no
+    finite score left out), ``a → b → c``; the steps named if they are not the study's."""
+    per_step: dict[int, list[tuple[float, int]]] = {}
     for run in runs:
         if run.task == task:
             for step, value in evaluation_scores(run).items():
-                if math.isfinite(value):
-                    per_step.setdefault(step, []).append(value)
-    if not per_step:
+                per_step.setdefault(step, []).append((value, run.seed))
+    stats = {step: Stat.of(*zip(*scored, strict=True)) for step, scored in per_step.items()}
+    means = {step: stat.mean for step, stat in stats.items() if stat and stat.n}
+    if not means:
         return "—"
-    text = " → ".join(f"{fmean(per_step[s]):.2f}" for s in sorted(per_step))
+    text = " → ".join(f"{means[s]:.2f}" for s in sorted(means))
     return (
-        text
-        if sorted(per_step) == steps
-        else f"{text} (steps {', '.join(map(str, sorted(per_step)))})"
+        text if sorted(means) == steps else f"{text} (steps {', '.join(map(str, sorted(means)))})"
     )
 
 

@@ -1,7 +1,7 @@
-"""The paper's tables as data: one file per table in ``conf/table/`` (``table4.yaml`` is
+"""The paper's tables as data: one file per table in ``specs/table/`` (``table4.yaml`` is
 Table 4), the only place that says what a table holds. Adding a table is its file plus its
 printed numbers in ``results/paper/``; the sweep (dcft.sweep), the report (dcft.report), the
-parameter audit (dcft.tools.params) and the W&B table tags (dcft.run.run_tables) read it.
+parameter audit (dcft.tools.params) and the W&B table tags (dcft.table_tags) read it.
 
 A table file's keys (``*`` = required):
 
@@ -35,9 +35,10 @@ from typing import Any
 
 import yaml
 
-from dcft.run.config import CONF_DIR
+from dcft.run.config import SPECS_DIR
 
-TABLE_DIR = CONF_DIR / "table"
+# Outside conf/: a table is no config group a run could pick (``--help`` does not offer it).
+TABLE_DIR = SPECS_DIR / "table"
 SCALES = ("paper", "mini")
 
 

@@ -8,6 +8,17 @@ a run's defaults list (which files, in which order, at which package) is Hydra's
 (``create_defaults_list``), and the files are merged as plain dicts in that order, once per
 combination of group choices; the run's other overrides are applied by Hydra's own code, and the
 tree is resolved once. The ``hydra`` node is left out (it is never part of a run's key).
+
+This is the package's one use of Hydra's private ``hydra._internal`` (tests/test_layers.py
+allows it here only). Hydra's public API composes a whole config (``hydra.compose``,
+``Hydra.compose_config``) but has no call that returns a run's defaults list, nor a config
+repository that caches the files it reads: those are ``create_defaults_list``,
+``CachingConfigRepository`` and the loader's search path, all internal. Re-implementing the
+defaults-list algorithm (packages, ``override``, ``_self_``, optional and nested groups) would be
+a second copy of Hydra's semantics to keep equal; calling ``hydra.compose`` per run costs
+~0.2 s a run, what this module exists to avoid (issue 27: a table's dry run in seconds).
+Three internal names, imported here only, are the smallest surface that keeps Hydra's own
+semantics at that speed.
 """
 
 from __future__ import annotations

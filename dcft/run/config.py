@@ -1,6 +1,7 @@
-"""Where the Hydra configs live (:data:`CONF_DIR`) and the resolvers they use (``${method_slug:}``,
+"""Where the Hydra configs live (:data:`CONF_DIR`), where the specs that are not run settings
+live (:data:`SPECS_DIR`: the paper's tables, the studies' searches) and the resolvers they use (``${method_slug:}``,
 ``${run_key:}``, ``${run_name:}``, ``${data_fingerprint:}``, ``${task_spec:KEY}``,
-``${method_lr:}``); importing this module registers them. It imports neither torch nor
+``${method_lr:}``, ``${seeds:SCALE}``); importing this module registers them. It imports neither torch nor
 transformers (the resolvers import what they need when first called), so that
 ``python -m dcft.train --help`` answers at once."""
 
@@ -15,14 +16,19 @@ from omegaconf import DictConfig, OmegaConf
 _PACKAGE = Path(__file__).resolve().parent.parent
 
 
-def _conf_dir() -> Path:
-    """The Hydra configs: ``dcft/conf/`` in an installed package (the wheel ships the checkout's
-    top-level ``conf/`` there as package data ``dcft.conf``), else the checkout's ``conf/``."""
-    installed = _PACKAGE / "conf"
-    return installed if (installed / "config.yaml").is_file() else _PACKAGE.parent / "conf"
+def _shipped(name: str, marker: str) -> Path:
+    """``dcft/<name>/`` in an installed package (the wheel ships the checkout's top-level
+    ``<name>/`` there as package data ``dcft.<name>``), else the checkout's ``<name>/``; the
+    installed one is recognised by its ``marker`` file or folder."""
+    installed = _PACKAGE / name
+    return installed if (installed / marker).exists() else _PACKAGE.parent / name
 
 
-CONF_DIR = _conf_dir()
+# The Hydra configs: every folder here is a config group ``python -m dcft.train --help`` offers.
+CONF_DIR = _shipped("conf", "config.yaml")
+# What is no run setting, so no config group: the paper's tables (``table/tableN.yaml``,
+# dcft.report.tables) and the studies' learning-rate searches (``study/``, dcft.tools.lr_search).
+SPECS_DIR = _shipped("specs", "table")
 
 
 def _slug_resolver(*, _root_: DictConfig) -> str:
@@ -59,6 +65,20 @@ def _task_spec_resolver(key: str, *, _root_: DictConfig) -> Any:
     return getattr(get_task(_root_.task.name), key)
 
 
+# How many seeds a table's sweep trains per setting at each scale (seeds 0..N-1): the paper's
+# five, the CPU study's three. The one place they are written: the experiments' sweeper params
+# read them as ``${seeds:paper}`` and dcft.sweep's row sweeps through ``seed_range``.
+SEEDS = {"paper": 5, "mini": 3}
+
+
+def seed_range(scale: str) -> str:
+    """``range(0,5)``: the seeds of ``scale`` as a Hydra sweep; an unknown scale names the
+    valid ones."""
+    if scale not in SEEDS:
+        raise ValueError(f"unknown scale {scale!r} for seeds; valid: {', '.join(SEEDS)}")
+    return f"range(0,{SEEDS[scale]})"
+
+
 class MissingLearningRateError(ValueError):
     """A model's hparams file gives no learning rate for the method being run."""
 
@@ -90,6 +110,8 @@ OmegaConf.register_new_resolver("data_fingerprint", _data_resolver, replace=True
 OmegaConf.register_new_resolver("task_spec", _task_spec_resolver, replace=True)
 # ${method_lr:} in conf/hparams: the method's learning rate for the model, or a clear error.
 OmegaConf.register_new_resolver("method_lr", _method_lr_resolver, replace=True)
+# ${seeds:paper} in conf/experiment: the sweep of the scale's seeds (SEEDS).
+OmegaConf.register_new_resolver("seeds", seed_range, replace=True)
 
 
 def method_config_slugs(names: Sequence[str]) -> dict[str, str]:

@@ -38,7 +38,7 @@ _SPEED_KEYS = ("runtime", "samples_per_second", "steps_per_second")
 
 
 def training_arguments(
-    trainer: DictConfig, output_dir: Path, seed: int, report_to: list[str], run_name: str
+    trainer: DictConfig, output_dir: Path, seed: int, run_name: str
 ) -> TrainingArguments:
     precision = resolve_precision(trainer.precision)
     batch = split_batch(trainer.batch_size, world_size(), trainer.gradient_accumulation_steps)
@@ -83,7 +83,8 @@ def training_arguments(
         dataloader_pin_memory=torch.cuda.is_available(),
         # Without CUDA, torchrun's processes train together over gloo (DDP on CPU).
         use_cpu=not torch.cuda.is_available(),
-        report_to=report_to,
+        # W&B comes in as a callback (dcft.run.tracking), never by transformers' name lookup.
+        report_to="none",
         run_name=run_name,
     )
 
@@ -148,7 +149,6 @@ def fit(
     cfg: DictConfig,
     *,
     output_dir: Path,
-    report_to: list[str],
     run_name: str,
     resume_from: Path | None = None,
     callbacks: Sequence[TrainerCallback] = (),
@@ -156,7 +156,7 @@ def fit(
 ) -> FitResult:
     """Train ``model`` (a method already applied) and evaluate it on the schedule; evaluates once
     more at the end if the last step was not evaluated; then predicts ``test`` (unlabelled)."""
-    args = training_arguments(cfg.trainer, output_dir, int(cfg.seed), report_to, run_name)
+    args = training_arguments(cfg.trainer, output_dir, int(cfg.seed), run_name)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     timer = StepTimer(StepTimer.segments_in(resume_from))

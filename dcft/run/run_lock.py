@@ -9,6 +9,21 @@ nobody touched it for ``stale_after_s`` (a dead host), or when it does not parse
 garbage: dcft never writes a partial lock), which is named as malformed; a stale lock is taken
 over under a guard file, and only if it still is the stale one, so two processes racing for it
 cannot both win.
+
+Why not filelock's ``SoftFileLease`` (filelock 4.3.1, read for this): it has the exclusive
+marker, an owner record (host, pid, process start, claim token), a heartbeat thread, takeover of
+a dead local owner and an atomic takeover; three of the guarantees above it does not give:
+
+* a lock abandoned by a dead host is not stale at first sight: a contender must itself watch
+  the marker stay unchanged for ``lease_duration`` on its own monotonic clock
+  (``_marker_unchanged_for`` starts counting when it first sees the marker). The runner tries a
+  lock once and skips a held run, so a relaunch would never take over a run whose host died;
+  it would have to block 10 minutes per such run. Here the marker's age (its mtime, touched by
+  the heartbeat) decides at once;
+* no launch identity: the ranks of one torchrun launch, and a restarted rank 0 of the same
+  launch, must recognise their launch's lock (``launch``); a lease's owner is one process;
+* no public reader of the holder: ``dcft.sweep --dry-run`` and the status of a run name the
+  holder's host, pid and age (``lock_holder``); filelock parses its marker in private modules.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ from dcft.run.records import (
 from dcft.run.run_lock import RunLockedError, run_lock
 from dcft.run.runtime import resolve_precision, split_batch, world_size
 from dcft.run.settings import check_settings, evaluation_interval
-from dcft.run.tracking import tracking
+from dcft.run.tracking import TableTags, tracking
 from dcft.run.trainer import NonFiniteLossError
 
 # The finished record, kept in the run folder until it is written to the results folder.
@@ -75,10 +75,15 @@ def run_settings(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any] | None:
+def run(
+    cfg: DictConfig,
+    callbacks: Sequence[TrainerCallback] = (),
+    tables: TableTags | None = None,
+) -> dict[str, Any] | None:
     """Train, evaluate and record one run; returns its record (the existing one if finished, or
     failed and ``retry_failed`` is off), or None when another process holds the run and in the
-    non-main processes of a multi-GPU run, which write nothing.
+    non-main processes of a multi-GPU run, which write nothing. ``tables``: the tables that list
+    the run, for its W&B tags (dcft.run.tracking).
 
     The run is held by two locks: one beside its record (launches sharing the results folder)
     and one in its run folder (launches sharing the outputs folder, whatever their results
@@ -99,7 +104,7 @@ def run(cfg: DictConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str,
             if done is not None:
                 _remove_leftovers(record_path, run_dir)
                 return done
-            return _train(cfg, identity, record_path, callbacks)
+            return _train(cfg, identity, record_path, callbacks, tables)
     except RunLockedError as err:
         log.info(f"skipped: {err}")
         return None
@@ -152,6 +157,7 @@ def _train(
     identity: RunIdentity,
     record_path: Path,
     callbacks: Sequence[TrainerCallback],
+    tables: TableTags | None,
 ) -> dict[str, Any] | None:
     run_dir = Path(cfg.run_dir)
     checkpoints = run_dir / CHECKPOINTS
@@ -200,7 +206,9 @@ def _train(
     test = test_inputs(cfg, tokenizer)
     settings = run_settings(cfg)
 
-    with tracking(cfg.logger, identity, config, run_dir, data=raw.provenance) as tracker:
+    with tracking(
+        cfg.logger, identity, config, run_dir, data=raw.provenance, tables=tables
+    ) as tracker:
         try:
             result = fit(
                 model,
@@ -208,10 +216,9 @@ def _train(
                 data,
                 cfg,
                 output_dir=checkpoints,
-                report_to=tracker.report_to,
                 run_name=identity.run_name,
                 resume_from=resume_from,
-                callbacks=callbacks,
+                callbacks=[*callbacks, *tracker.callbacks],
                 test=test.features if test else None,
             )
         except NonFiniteLossError as err:
@@ -302,13 +309,14 @@ class RunFailedError(RuntimeError):
     with its other runs, then exits non-zero."""
 
 
-def run_job(cfg: DictConfig) -> float | None:
-    """``python -m dcft.train``'s job: one run; returns its headline score, or raises
+def run_job(cfg: DictConfig, tables: TableTags | None = None) -> float | None:
+    """``python -m dcft.train``'s job: one run (``tables``: as for ``run``); returns its
+    headline score, or raises
     ``RunFailedError`` when its record says failed. A preemption signal (SIGTERM/SIGUSR1) hands
     over to the previous handler (e.g. submitit's requeue) and exits with 128 + the signal
     number, its last checkpoint sealed."""
     try:
-        record = run(cfg)
+        record = run(cfg, tables=tables)
     except PreemptedError as err:
         log.warning(f"stopped: {err}")
         if callable(err.previous_handler):

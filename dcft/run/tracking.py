@@ -2,13 +2,18 @@
 
 The runner opens the W&B run itself (deterministic id, ``resume="allow"``, files under the run's
 folder) in the study's one project, tagged with every table that lists the run, and lets
-``DcftWandbCallback`` (transformers' ``WandbCallback`` minus its flat TrainingArguments and model
-config keys) log the training curves into it. The run's config is one ``dcft`` dict (identity,
-resolved config, harness version, data); its summary holds the record's results and cost
-(``record_summary``); the record and the adapter go up as an artifact. ``logger=none`` or
+``DcftWandbCallback`` (transformers' public ``WandbCallback`` minus its flat TrainingArguments
+and model config keys, handed to the Trainer as a callback) log the training curves into it.
+The run's config is one ``dcft`` dict (identity, resolved config, harness version, data); its
+summary holds the record's results and cost (``record_summary``); the record and the adapter go
+up as an artifact. ``logger=none`` or
 ``mode=disabled`` never imports wandb.
 
-Offline runs are uploaded later by ``python -m dcft.tools.wandb_sync`` (``make wandb-sync``).
+Which tables list a run is the sweeps' and the report's knowledge (dcft.table_tags, a layer
+above this one): ``python -m dcft.train`` passes it in as ``tables``; without it a run is
+tagged with its model, task, method and setting only.
+
+Offline runs are uploaded later by ``wandb sync`` (``make wandb-sync``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import hashlib
 import json
 import netrc
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from omegaconf import DictConfig
+from transformers import TrainerCallback
 from transformers.integrations import WandbCallback
 
 from dcft.data import get_task
@@ -34,10 +40,10 @@ from dcft.run.records import main_score, package_versions
 
 MODES = ("auto", "online", "offline", "disabled")
 LOGGERS = ("wandb", "none")
-# DcftWandbCallback's name in transformers' ``report_to``.
-CALLBACK = "dcft-wandb"
 _DEFAULT_HOST = "https://api.wandb.ai"
 _TIMING = ("train_wall_time_s", "median_step_time_s", "train_samples_per_second", "optimizer_steps")
+# The tables that list a run (``table1`` ...): dcft.table_tags.tables_listing.
+TableTags = Callable[[RunIdentity], Sequence[str]]
 
 
 def api_key_configured() -> bool:
@@ -68,13 +74,10 @@ def wandb_run_id(identity: RunIdentity) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def run_tags(identity: RunIdentity) -> list[str]:
-    """Every table that lists the run (``table1`` ... ``table6``, dcft.run.run_tables), then its
+def run_tags(identity: RunIdentity, tables: Sequence[str] = ()) -> list[str]:
+    """``tables`` (every table that lists the run: ``table1`` ... ``table6``), then the run's
     model, task, method and setting (method slug)."""
-    from dcft.run.run_tables import tables_listing
-
-    tags = tables_listing(identity)
-    tags += [identity.model, identity.task, identity.method, identity.method_slug]
+    tags = [*tables, identity.model, identity.task, identity.method, identity.method_slug]
     return list(dict.fromkeys(tags))
 
 
@@ -149,48 +152,21 @@ def record_artifact(record: Mapping[str, Any]) -> Any:
     return artifact
 
 
-class _ConfigSink:
-    """Takes every config write ``WandbCallback.setup`` makes, and keeps none."""
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        pass
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return default
-
-
-class _WithoutConfig:
-    """The ``wandb`` module as ``WandbCallback.setup`` sees it: ``config`` is a sink."""
-
-    config = _ConfigSink()
-
-    def __init__(self, wandb: Any) -> None:
-        self._wandb = wandb
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._wandb, name)
-
-
 class DcftWandbCallback(WandbCallback):
-    """transformers' W&B callback without the ~150 flat keys its setup writes into the run's
-    config (``TrainingArguments.to_dict()``, the model config, ``model/num_parameters``): the
-    run's config is dcft's own (``run_config``). Curves and everything else as upstream."""
+    """transformers' public W&B callback (passed to the Trainer as a callback; ``report_to`` is
+    ``none``) with its own ``setup``, the override point transformers documents: the run is
+    already open (``tracking``), and the parent's setup would write ~150 flat keys into its
+    config (``TrainingArguments.to_dict()``, the model config, ``model/num_parameters``) where
+    the run's config is dcft's own (``run_config``). This setup sets the curves' x-axis, as the
+    parent's does; logging the curves and the summary scalars is the parent's."""
 
     def setup(self, args: Any, state: Any, model: Any, **kwargs: Any) -> None:
-        wandb, self._wandb = self._wandb, _WithoutConfig(self._wandb)
-        try:
-            super().setup(args, state, model, **kwargs)
-        finally:
-            self._wandb = wandb
+        import wandb
 
-
-def _register_callback() -> None:
-    from transformers.integrations import integration_utils
-
-    integration_utils.INTEGRATION_TO_CALLBACK[CALLBACK] = DcftWandbCallback
+        self._initialized = True
+        if state.is_world_process_zero:
+            wandb.define_metric("train/global_step")
+            wandb.define_metric("*", step_metric="train/global_step", step_sync=True)
 
 
 def _enabled(logger: DictConfig) -> bool:
@@ -201,9 +177,9 @@ def _enabled(logger: DictConfig) -> bool:
 
 @dataclass
 class Tracker:
-    """What the runner needs from the tracker: the Trainer's ``report_to`` and a summary sink."""
+    """What the runner needs from the tracker: the Trainer's callbacks and a summary sink."""
 
-    report_to: list[str] = field(default_factory=list)
+    callbacks: list[TrainerCallback] = field(default_factory=list)
     run: Any = None
     artifacts: bool = False
     failure: str | None = None
@@ -232,17 +208,18 @@ def tracking(
     config: Mapping[str, Any],
     run_dir: Path,
     data: Mapping[str, Any] | None = None,
+    tables: TableTags | None = None,
 ) -> Iterator[Tracker]:
     """Open the run's tracker (a no-op ``Tracker`` for logger=none, mode=disabled and every
     process but the main one of a multi-GPU run). W&B files go to ``<run_dir>/wandb``;
     ``wandb.finish()`` runs however the block ends, with exit code 1 when the run failed or the
-    block raised, so the next job of a multirun starts clean."""
+    block raised, so the next job of a multirun starts clean. ``tables`` names the tables that
+    list the run (its W&B tags); it is called only when W&B is on."""
     if not _enabled(logger) or not is_main_process():
         yield Tracker()
         return
     import wandb
 
-    _register_callback()
     run_dir.mkdir(parents=True, exist_ok=True)
     run = wandb.init(
         project=logger.project,
@@ -250,14 +227,14 @@ def tracking(
         group=logger.group,
         job_type=logger.job_type,
         name=logger.run_name,
-        tags=run_tags(identity),
+        tags=run_tags(identity, tables(identity) if tables else ()),
         id=wandb_run_id(identity),
         resume="allow",
         mode=resolve_mode(str(logger.mode)),
         dir=str(run_dir),
         config=run_config(identity.to_dict(), config, package_versions()["dcft"], data),
     )
-    tracker = Tracker([CALLBACK], run, bool(logger.artifacts))
+    tracker = Tracker([DcftWandbCallback()], run, bool(logger.artifacts))
     failed = True
     try:
         yield tracker

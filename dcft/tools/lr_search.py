@@ -1,5 +1,5 @@
 """The CPU studies' learning-rate searches: train every method x rate x task of a search file
-(``conf/study/<search>.yaml``: ``lr_search`` for the short study, ``converge_lr_search`` for
+(``specs/study/<search>.yaml``: ``lr_search`` for the short study, ``converge_lr_search`` for
 the convergence study) through the runner on a held-out part of the training split, then pick each
 method's rate by its mean held-out score over the tasks.
 
@@ -27,13 +27,13 @@ from omegaconf import OmegaConf
 
 from dcft.data import get_task
 from dcft.report.runs import load_runs
-from dcft.run.config import CONF_DIR, method_config_slugs
+from dcft.run.config import SPECS_DIR, method_config_slugs
 from dcft.sweep import Part, plan_parts
 from dcft.sweep_summary import add_dry_run_arguments, summary
 
 ROOT = Path(__file__).resolve().parents[2]
-SEARCHES = sorted(p.stem for p in (CONF_DIR / "study").glob("*.yaml"))
-SEARCH_CONFIG = CONF_DIR / "study" / "lr_search.yaml"
+SEARCHES = sorted(p.stem for p in (SPECS_DIR / "study").glob("*.yaml"))
+SEARCH_CONFIG = SPECS_DIR / "study" / "lr_search.yaml"
 
 
 def load_search(path: Path = SEARCH_CONFIG) -> dict[str, Any]:
@@ -167,7 +167,7 @@ def summary_markdown(search: Mapping[str, Any], choices: Sequence[Choice]) -> st
         f"{search['holdout_from_train']:.0%} of each TRAINING split held out from training "
         f"(at most {search['max_eval_samples']} examples), best evaluation, x100. The reported "
         "dev sets were not used. Chosen: the best mean over the tasks (**bold**); "
-        f"{search['rates_used_in']} carries these rates. Config: conf/study/{search['name']}.yaml. "
+        f"{search['rates_used_in']} carries these rates. Config: specs/study/{search['name']}.yaml. "
         "NaN: a failed run, or one that collapsed to a constant prediction (its correlation is "
         "undefined); such a rate never wins.",
         "",
@@ -225,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--search", default="lr_search", choices=SEARCHES, help="which search")
     parser.add_argument("extra", nargs="*", help="more Hydra overrides for every run")
     args = parser.parse_args(argv)
-    search = load_search(CONF_DIR / "study" / f"{args.search}.yaml")
+    search = load_search(SPECS_DIR / "study" / f"{args.search}.yaml")
     if args.summarize:
         summary = ROOT / search["summary"]
         summary.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 """Parameter audit: count every method/setting of the paper's tables (their files in
-conf/table/; rows and the reasons for known gaps are there) on the real model shapes (built
+specs/table/; rows and the reasons for known gaps are there) on the real model shapes (built
 on the meta device from configs in this repo: nothing is downloaded or allocated) and set our
 count beside the paper's #Params.
 

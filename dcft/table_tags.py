@@ -1,4 +1,5 @@
-"""Which of the paper's tables list a run: the W&B tags ``table1`` ... (conf/table/).
+"""Which of the paper's tables list a run: the W&B tags ``table1`` ... (specs/table/), which
+``python -m dcft.train`` hands to the run's tracker (dcft.run.tracking).
 
 A table lists a run when one of its sweeps (the experiments its table file names, or its rows;
 dcft.sweep) trains the run's (model, task, method slug), seeds aside, or when the report shows
@@ -9,7 +10,8 @@ The sweeps are read from their YAML instead of composing every job (Hydra's comp
 as Hydra's basic sweeper expands them, and a job's slug comes from its method config plus its
 ``method.options.*`` overrides (tests/test_tracking.py holds this equal to Hydra's composition).
 Sweeps and report rows are read once per process, in about 0.4 s; no Hydra instance is needed,
-so it also works inside ``@hydra.main``.
+so it also works inside ``@hydra.main``. It sits above dcft.run (it reads the sweeps and the
+report's rows), so the runner receives it as an argument instead of importing it.
 """
 
 from __future__ import annotations
