@@ -24,7 +24,7 @@ from typing import Any
 import datasets
 import torch
 from omegaconf import DictConfig, OmegaConf
-from transformers import TrainerCallback, default_data_collator
+from transformers import ProgressCallback, TrainerCallback, default_data_collator
 
 from dcft.data import get_task
 from dcft.methods import count_parameters
@@ -96,6 +96,7 @@ def _train(model: torch.nn.Module, cfg: DictConfig, steps: int, out: Path, extra
         data_collator=default_data_collator,
         callbacks=[timer, *extra],
     )
+    trainer.remove_callback(ProgressCallback)  # the preflight's own bar shows where it is
     trainer.train()
     return timer.times
 
@@ -109,6 +110,7 @@ def _evaluation_s_per_example(model: torch.nn.Module, cfg: DictConfig, out: Path
     trainer = make_trainer(
         model, args, trainer_cfg, train=data, evaluation=None, data_collator=default_data_collator
     )
+    trainer.remove_callback(ProgressCallback)
     device = args.device
     synchronize(device)
     start = time.perf_counter()

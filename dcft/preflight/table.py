@@ -86,18 +86,19 @@ def _model_for_preflight(model: dict[str, Any], random_init: bool) -> str:
     asked, or when it is on the Hub, offline and not cached; returns what was done."""
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
     uncached = model["source"] == "hub" and offline and not _hub_cached(str(model["path"]))
-    if not (random_init or uncached) or model["source"] == "config":
-        return "pretrained" if model["source"] != "config" else "random init (repo config)"
+    if model["source"] == "config":
+        return "random init (repo config)"
+    if not (random_init or uncached):
+        return "pretrained"
     if model["name"] not in repo_config_names():
-        raise ValueError(
-            f"model {model['name']!r} has no config in dcft/model_configs to build at random; "
-            f"available: {', '.join(repo_config_names())}"
-        )
+        return "pretrained (no config in dcft/model_configs to build at random)"
     model.update(source="config", path=model["name"])
     return "random init" + ("" if random_init else " (offline, not in the Hub cache)")
 
 
-def _reduced(resolved: dict[str, Any], reduction: Reduction, random_init: bool) -> Setting:
+def _reduced(
+    resolved: dict[str, Any], reduction: Reduction, random_init: bool, key: str = ""
+) -> Setting:
     full = json.loads(json.dumps(resolved))
     full["trainer"]["precision"] = resolve_precision(full["trainer"]["precision"])
     cfg = json.loads(json.dumps(full))
@@ -110,7 +111,7 @@ def _reduced(resolved: dict[str, Any], reduction: Reduction, random_init: bool) 
         )
     if reduction.seq:
         cfg["task"]["max_length"] = min(int(cfg["task"]["max_length"]), reduction.seq)
-    return Setting("", "", OmegaConf.create(cfg), full, model_note=note)
+    return Setting(key, _label(full), OmegaConf.create(cfg), full, model_note=note)
 
 
 def settings_of(
@@ -123,10 +124,8 @@ def settings_of(
         for run in runs:
             key = setting_key(run.identity)
             if key not in found:
-                setting = _reduced(composer.resolved(run.composed), reduction, random_init)
-                setting.key = key
-                setting.label = _label(setting.full)
-                found[key] = setting
+                resolved = composer.resolved(run.composed)
+                found[key] = _reduced(resolved, reduction, random_init, key)
             found[key].seeds.append(run.identity.seed)
     return list(found.values())
 
