@@ -17,6 +17,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from dcft.preflight.cli import INJECTIONS
 from dcft.run.fitting import make_trainer, training_arguments
 from dcft.run.identity import resolved_options
 from dcft.run.runner import build_run_model
+from dcft.run.runtime import split_batch, world_size
 from dcft.run.timing import StepTimer
 from dcft.run.trainer import NonFiniteLossError
 from dcft.tools.benchmark import live_bytes, peak_bytes_during, synchronize
@@ -79,39 +81,53 @@ def _batches(cfg: DictConfig, vocab: int, rows: int, seed: int) -> datasets.Data
     return datasets.Dataset.from_dict(columns)
 
 
-def _train(model: torch.nn.Module, cfg: DictConfig, steps: int, out: Path, extra: list) -> list:
-    """``steps`` optimiser steps of the run's Trainer; the step times (s)."""
+def _trainer(
+    model: torch.nn.Module,
+    cfg: DictConfig,
+    out: Path,
+    data: datasets.Dataset,
+    max_steps: int,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> Any:
+    """The run's Trainer over ``data`` for ``max_steps`` steps, without evaluations, checkpoints
+    or its own progress bar (the preflight's shows where it is)."""
     trainer_cfg = OmegaConf.merge(
-        cfg.trainer, {"max_steps": steps, "eval_strategy": "no", "save_checkpoints": False}
+        cfg.trainer, {"max_steps": max_steps, "eval_strategy": "no", "save_checkpoints": False}
     )
     args = training_arguments(trainer_cfg, out, int(cfg.seed), [], "preflight")
-    rows = args.per_device_train_batch_size * args.gradient_accumulation_steps * steps
-    timer = StepTimer()
     trainer = make_trainer(
         model,
         args,
         trainer_cfg,
-        train=_batches(cfg, model.config.vocab_size, rows, int(cfg.seed)),
+        train=data,
         evaluation=None,
         data_collator=default_data_collator,
-        callbacks=[timer, *extra],
+        callbacks=callbacks,
     )
-    trainer.remove_callback(ProgressCallback)  # the preflight's own bar shows where it is
-    trainer.train()
+    trainer.remove_callback(ProgressCallback)
+    return trainer
+
+
+def _train(
+    model: torch.nn.Module, cfg: DictConfig, steps: int, out: Path, extra: list
+) -> list[float]:
+    """``steps`` optimiser steps of the run's Trainer; the step times (s)."""
+    split = split_batch(
+        int(cfg.trainer.batch_size), world_size(), int(cfg.trainer.gradient_accumulation_steps)
+    )
+    rows = split.per_device * split.gradient_accumulation_steps * steps
+    data = _batches(cfg, model.config.vocab_size, rows, int(cfg.seed))
+    timer = StepTimer()
+    _trainer(model, cfg, out, data, steps, [timer, *extra]).train()
     return timer.times
 
 
 def _evaluation_s_per_example(model: torch.nn.Module, cfg: DictConfig, out: Path) -> float:
     """Seconds per example of one evaluation batch (``trainer.eval_batch_size`` examples)."""
-    trainer_cfg = OmegaConf.merge(cfg.trainer, {"eval_strategy": "no", "save_checkpoints": False})
-    args = training_arguments(trainer_cfg, out, int(cfg.seed), [], "preflight")
     rows = int(cfg.trainer.eval_batch_size)
     data = _batches(cfg, model.config.vocab_size, rows, int(cfg.seed) + 1)
-    trainer = make_trainer(
-        model, args, trainer_cfg, train=data, evaluation=None, data_collator=default_data_collator
-    )
-    trainer.remove_callback(ProgressCallback)
-    device = args.device
+    trainer = _trainer(model, cfg, out, data, 1)
+    device = trainer.args.device
     synchronize(device)
     start = time.perf_counter()
     trainer.predict(data)
