@@ -19,7 +19,7 @@ TABLES := $(sort $(patsubst specs/table/table%.yaml,%,$(wildcard specs/table/tab
 # The tables the CPU study sweeps (their file names a mini experiment); read when a recipe uses it.
 STUDY_TABLES = $(patsubst table%,%,$(shell $(PY) -m dcft.sweep --list --scale mini))
 
-.PHONY: help venv dev demo test lint params bench report wandb-sync reproduce-all study study-lr-search converge-lr-search converge $(addprefix reproduce-table,$(TABLES))
+.PHONY: help venv dev demo test lint params bench report wandb-sync reproduce-all study study-lr-search converge-lr-search converge $(addprefix reproduce-table,$(TABLES)) $(addprefix preflight-table,$(TABLES))
 
 help:
 	@echo "make demo     fine-tune the pretrained MiniLM with DCFT, LoRA r=1 and BitFit (CPU, <10 min)"
@@ -27,6 +27,9 @@ help:
 	@echo "make params   parameter audit: results/params.{md,csv}"
 	@echo "make reproduce-tableN [SCALE=mini] [SEEDS=n] [LAUNCHER=basic|gpus|local|slurm] [DRY_RUN=1]"
 	@echo "              the sweep behind the paper's Table N (N = $(TABLES)); reproduce-all runs them all"
+	@echo "make preflight-tableN [PREFLIGHT_ARGS=\"--random-init --batch 2 --seq 64 --steps 2\"]"
+	@echo "              run every distinct setting of Table N for a few steps and price the table:"
+	@echo "              results/preflight/tableN-<device>.{md,csv} (before reproduce-tableN)"
 	@echo "make report   results/tables/: our tables beside the paper's, and Figures 2-3"
 	@echo "make bench [BENCH_ARGS=...]  DCFT vs LoRA vs peft time, memory and adapter size: results/bench/"
 	@echo "make wandb-sync [OUTPUTS=outputs] [DRY_RUN=1]  upload the offline W&B runs not synced yet (wandb login first)"
@@ -69,6 +72,10 @@ lint: $(VENV)/.dev
 $(addprefix reproduce-table,$(TABLES)): reproduce-table%: $(VENV)/.runtime
 	$(PY) -m dcft.sweep table$* --scale $(SCALE) --launcher $(LAUNCHER) \
 		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(DRY_RUN),--dry-run) $(HYDRA_ARGS)
+
+$(addprefix preflight-table,$(TABLES)): preflight-table%: $(VENV)/.runtime
+	$(PY) -m dcft.sweep table$* --preflight --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS)) \
+		$(PREFLIGHT_ARGS) $(HYDRA_ARGS)
 
 # A dry run of every table is one process (the composed configs and data fingerprints are shared).
 ifdef DRY_RUN

@@ -32,6 +32,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from dcft.cli import OneLineParser, hydra_errors
+from dcft.preflight.cli import add_preflight_arguments, run_preflight
+from dcft.preflight.projection import projected_hours
 from dcft.report.tables import SCALES, RowSpec, TableSpec, table_specs
 from dcft.run.composer import Composer
 from dcft.run.config import CONF_DIR, seed_range
@@ -174,6 +176,7 @@ class PlannedRun:
     status: str  # finished | failed | running | to do | corrupt | foreign (dcft.run.status)
     detail: str = ""  # the failure reason, the lock's holder and age, why a record is refused
     data: str = ""  # the run's data.fingerprint
+    composed: tuple[str, ...] = ()  # every override the run is composed with (the part's too)
 
 
 def plan(table: str, scale: str = "paper", overrides: Sequence[str] = ()) -> list[PlannedRun]:
@@ -220,7 +223,14 @@ def plan_parts(planned: Sequence[Part], overrides: Sequence[str] = ()) -> list[P
                 state = run_status(path, identity)
                 runs.append(
                     PlannedRun(
-                        part.name, tuple(job), identity, path, state.status, state.detail, data
+                        part.name,
+                        tuple(job),
+                        identity,
+                        path,
+                        state.status,
+                        state.detail,
+                        data,
+                        composed,
                     )
                 )
     return runs
@@ -272,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: the experiment's)")
     parser.add_argument("--launcher", default="basic", help="basic | gpus | local | slurm | ...")
     add_dry_run_arguments(parser)
+    add_preflight_arguments(parser)
     parser.add_argument(
         "--retry-failed", action="store_true", help="train runs whose record says failed again"
     )
@@ -290,11 +301,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         overrides.append(f"seed=range(0,{args.seeds})")
     if args.retry_failed:
         overrides.append("retry_failed=true")
-    if args.dry_run or args.list_runs:
+    if args.preflight:
+        with hydra_errors(parser.prog):
+            run_preflight(chosen, args.scale, overrides, args)
+    elif args.dry_run or args.list_runs:
         with hydra_errors(parser.prog):
             for table in chosen:
                 runs = plan(table, args.scale, overrides)
-                print(summary(f"{table} at {args.scale} scale", runs, args.list_runs), flush=True)
+                title = f"{table} at {args.scale} scale"
+                hours = projected_hours(table)
+                print(summary(title, runs, args.list_runs, hours), flush=True)
     elif sum(launch(table, args.scale, args.launcher, overrides) for table in chosen):
         raise SystemExit(1)
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from dcft.data.fingerprint import UNAVAILABLE
+from dcft.preflight.projection import setting_key
 from dcft.run.status import STATUSES
 
 if TYPE_CHECKING:  # dcft.sweep prints with this module
@@ -20,8 +21,22 @@ if TYPE_CHECKING:  # dcft.sweep prints with this module
 MAIN_STATUSES = ("finished", "failed", "running", "to do")
 
 
-def run_line(run: PlannedRun) -> str:
-    return f"{run.status:>8}  {run.identity.run_name}  {run.record}"
+def run_line(run: PlannedRun, hours: Mapping[str, float] | None = None) -> str:
+    projected = (hours or {}).get(setting_key(run.identity))
+    shown = f"  ~{projected:.2f} h" if projected is not None else ""
+    return f"{run.status:>8}  {run.identity.run_name}{shown}  {run.record}"
+
+
+def projection_line(runs: Sequence[PlannedRun], hours: Mapping[str, float]) -> str:
+    """The preflight's projected device-hours of the runs to do, and of all."""
+    todo = [r for r in runs if r.status not in ("finished", "running")]
+    priced = [hours[setting_key(r.identity)] for r in runs if setting_key(r.identity) in hours]
+    left = [hours[setting_key(r.identity)] for r in todo if setting_key(r.identity) in hours]
+    return (
+        f"projected by this device's preflight (results/preflight/): {sum(left):.1f} h for "
+        f"{len(left)} of the {len(todo)} runs not finished or running, {sum(priced):.1f} h for "
+        f"{len(priced)} of all {len(runs)} runs"
+    )
 
 
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -62,9 +77,15 @@ def summary_line(runs: Sequence[PlannedRun]) -> str:
     return f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
 
 
-def summary(title: str, runs: Sequence[PlannedRun], list_runs: bool = False) -> str:
-    """The dry run's report of ``runs`` (one table's), under ``title``."""
-    lines = [run_line(run) for run in runs] if list_runs else []
+def summary(
+    title: str,
+    runs: Sequence[PlannedRun],
+    list_runs: bool = False,
+    hours: Mapping[str, float] | None = None,
+) -> str:
+    """The dry run's report of ``runs`` (one table's), under ``title``; ``hours``: the projected
+    hours per run of a preflight (dcft.preflight.projection.projected_hours), by setting key."""
+    lines = [run_line(run, hours) for run in runs] if list_runs else []
     lines.append(f"{title}: {len(runs)} runs")
     if runs:
         lines += counts_table(runs)
@@ -78,6 +99,8 @@ def summary(title: str, runs: Sequence[PlannedRun], list_runs: bool = False) -> 
             f"no data here for {', '.join(missing)}: those runs' keys name no examples (set "
             "DCFT_DATA_DIR or data.dir to see their records); they cannot train here"
         )
+    if hours:
+        lines.append(projection_line(runs, hours))
     lines.append(summary_line(runs))
     return "\n".join(lines)
 

@@ -5,7 +5,7 @@ log history.
 from __future__ import annotations
 
 import resource
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,6 +129,47 @@ def peak_memory() -> dict[str, Any]:
     return {"kind": "process_max_rss", "bytes": rss}
 
 
+def make_trainer(
+    model: nn.Module,
+    args: TrainingArguments,
+    trainer: DictConfig,
+    *,
+    train: datasets.Dataset,
+    evaluation: Mapping[str, datasets.Dataset] | None,
+    data_collator: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    processing_class: PreTrainedTokenizerBase | None = None,
+    scorer: Scorer | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> DcftTrainer:
+    """The run's Trainer: its optimiser (``trainer.optimizer``), precision and batch (``args``)
+    and the method's auxiliary optimiser stepped after each main step; what ``fit`` trains with
+    and what the preflight (dcft.preflight) times. ``scorer`` None: ``evaluate`` is not called."""
+    method = applied_method(model)
+    auxiliary = method.auxiliary_optimizer(model, args.learning_rate) if method else None
+    extra = list(callbacks)
+    if auxiliary is not None:
+        if args.fp16:
+            raise ValueError(
+                f"method {method.name!r} has an auxiliary optimiser, which does not see fp16 "
+                "loss scaling: use trainer.precision=bf16 or fp32"
+            )
+        extra.append(AuxiliaryOptimizerCallback(auxiliary))
+    return DcftTrainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        data_collator=data_collator,
+        processing_class=processing_class,
+        callbacks=extra,
+        scorer=scorer,
+        merged_eval=bool(trainer.merged_eval),
+        auxiliary_optimizer=auxiliary,
+        optimizer_name=str(trainer.optimizer),
+        keep_checkpoints=trainer.save_total_limit,
+    )
+
+
 @dataclass
 class FitResult:
     evaluations: list[dict[str, Any]]
@@ -160,33 +201,21 @@ def fit(
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     timer = StepTimer(StepTimer.segments_in(resume_from))
-    method = applied_method(model)
-    auxiliary = method.auxiliary_optimizer(model, args.learning_rate) if method else None
     extra: list[TrainerCallback] = [timer, *callbacks]
     if cfg.trainer.save_checkpoints:
         minutes = cfg.trainer.save_every_minutes
         extra.append(CheckpointClock(minutes * 60 if minutes else None))
-    if auxiliary is not None:
-        if args.fp16:
-            raise ValueError(
-                f"method {method.name!r} has an auxiliary optimiser, which does not see fp16 "
-                "loss scaling: use trainer.precision=bf16 or fp32"
-            )
-        extra.append(AuxiliaryOptimizerCallback(auxiliary))
     scorer = Scorer(cfg.task, data)
-    trainer = DcftTrainer(
-        model=model,
-        args=args,
-        train_dataset=data.train,
-        eval_dataset=data.eval,
+    trainer = make_trainer(
+        model,
+        args,
+        cfg.trainer,
+        train=data.train,
+        evaluation=data.eval,
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
-        callbacks=extra,
         scorer=scorer,
-        merged_eval=bool(cfg.trainer.merged_eval),
-        auxiliary_optimizer=auxiliary,
-        optimizer_name=str(cfg.trainer.optimizer),
-        keep_checkpoints=cfg.trainer.save_total_limit,
+        callbacks=extra,
     )
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     timing = total_timing(timer.all_segments())

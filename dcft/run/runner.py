@@ -11,11 +11,12 @@ import contextlib
 import logging
 import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 from transformers import TrainerCallback, set_seed
 
 from dcft.data import get_task, load_task_data
@@ -110,6 +111,23 @@ def run(
         return None
 
 
+def build_run_model(cfg: DictConfig, options: Mapping[str, Any]) -> nn.Module:
+    """The run's model, seeded by ``cfg.seed``: the backbone and task head ``cfg.model`` names
+    for ``cfg.task``, with ``cfg.method`` applied with its resolved ``options`` (what the runner
+    trains and the preflight, dcft.preflight, measures)."""
+    spec = get_task(cfg.task.name)
+    set_seed(int(cfg.seed))
+    model = build_model(
+        cfg.model.source,
+        cfg.model.path,
+        task_kind="qa" if spec.kind == "squad" else "classification",
+        num_labels=spec.num_labels,
+        cls_dropout=cfg.model.cls_dropout,
+    )
+    apply_method(model, cfg.method.name, **options)
+    return model
+
+
 def _remove_leftovers(record_path: Path, run_dir: Path) -> None:
     """What only a resume needed: the checkpoints, and the kept copy of the published record."""
     shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
@@ -182,15 +200,7 @@ def _train(
     config = OmegaConf.to_container(cfg, resolve=True)
     spec = get_task(cfg.task.name)
 
-    set_seed(int(cfg.seed))
-    model = build_model(
-        cfg.model.source,
-        cfg.model.path,
-        task_kind="qa" if spec.kind == "squad" else "classification",
-        num_labels=spec.num_labels,
-        cls_dropout=cfg.model.cls_dropout,
-    )
-    apply_method(model, cfg.method.name, **identity.options)
+    model = build_run_model(cfg, identity.options)
     parameters = count_parameters(model)
     tokenizer = load_tokenizer(cfg.model.source, cfg.model.path)
     raw = load_task_data(

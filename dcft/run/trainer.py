@@ -61,7 +61,7 @@ class DcftTrainer(Trainer):
     def __init__(
         self,
         *args: Any,
-        scorer: Scorer,
+        scorer: Scorer | None,
         merged_eval: bool = False,
         auxiliary_optimizer: torch.optim.Optimizer | None = None,
         optimizer_name: str = "adamw_authors",

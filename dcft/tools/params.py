@@ -9,6 +9,7 @@ count beside the paper's #Params.
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,11 +57,17 @@ def _reason(row: RowSpec) -> str:
     return "; ".join(r for r in reasons if r) or "UNEXPLAINED"
 
 
+def audit_counts(model_config: str, method: str, options: Mapping[str, Any]) -> dict[str, int]:
+    """``count_parameters`` of ``method`` with ``options`` on the repo config ``model_config``,
+    built on the meta device (nothing allocated)."""
+    model = build_model("config", model_config, device="meta")
+    apply_method(model, method, **options)
+    return count_parameters(model)
+
+
 def audit_row(audited: AuditRow) -> dict[str, Any]:
     row = audited.row
-    model = build_model("config", row.model, device="meta")
-    apply_method(model, row.method, **row.options)
-    counts = count_parameters(model)
+    counts = audit_counts(row.model, row.method, row.options)
     printed = audited.paper
     paper = parse_param_count(printed, binary=row.method == "dcft") if printed else None
     ratio = counts["paper"] / paper if paper else None
