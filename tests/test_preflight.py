@@ -174,3 +174,23 @@ def test_paper_architectures_run_a_step(model, method, needs_gib, tiny_data, mon
     result = _audit_check(setting.cfg, measure(setting.cfg, 1))
     assert result.status == OK, result.reason
     assert math.isfinite(result.step_s) and result.peak_bytes > 0
+
+
+def test_a_task_without_data_here_is_priced_by_the_releases_sizes() -> None:
+    """QNLI's training set is not in the shared folder: the run is priced by the release's
+    104,743 training and 5,463 dev examples, bounded as the run bounds them."""
+    from dcft.data import get_task
+    from dcft.preflight.table import _published
+
+    data = {
+        "max_train_samples": None,
+        "max_eval_samples": None,
+        "carve_train_from_eval": None,
+        "holdout_from_train": None,
+    }
+    qnli = get_task("qnli")
+    assert _published(qnli, data) == (104_743, 5_463, True)
+    assert _published(qnli, {**data, "max_train_samples": 1000}) == (1000, 5_463, True)
+    mnli = get_task("mnli")
+    assert _published(mnli, {**data, "max_eval_samples": 5000}) == (392_702, 10_000, True)
+    assert _published(qnli, {**data, "holdout_from_train": 0.15}) is None

@@ -77,6 +77,9 @@ class TaskSpec:
     test_columns: tuple[tuple[str, str], ...] = ()
     # Your own data (task=custom, dcft.data.custom): split -> file, instead of the GLUE layout.
     files: tuple[tuple[str, str], ...] = ()
+    # Examples per split of the release (the Hub's copy), what the preflight prices a run by
+    # when the data is not here (tests/test_tasks.py holds them equal to the local files).
+    published_sizes: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         """Refuse an entry the readers could not use (checked when the registry is built)."""
@@ -139,6 +142,7 @@ def _glue(
     eval_splits: tuple[str, ...] = ("validation",),
     test_splits: tuple[TestSplit, ...] | None = None,
     test_columns: dict[str, str] | None = None,
+    published_sizes: tuple[tuple[str, int], ...] = (),
 ) -> TaskSpec:
     """A task of the Hub's ``nyu-mll/glue``; its text fields are the layout's non-label fields.
     No ``label_names`` means a regression task (one output). The test set is ``test.tsv``,
@@ -160,10 +164,13 @@ def _glue(
         tsv=layout,
         test_splits=test_splits or (TestSplit("test", "test.tsv", f"{label}.tsv"),),
         test_columns=tuple((test_columns or {**texts, "idx": "index"}).items()),
+        published_sizes=published_sizes,
     )
 
 
-def _squad(name: str, label: str, hub_id: str, version: str) -> TaskSpec:
+def _squad(
+    name: str, label: str, hub_id: str, version: str, published_sizes: tuple[tuple[str, int], ...]
+) -> TaskSpec:
     return TaskSpec(
         name=name,
         label=label,
@@ -178,6 +185,7 @@ def _squad(name: str, label: str, hub_id: str, version: str) -> TaskSpec:
         max_length=384,
         doc_stride=128,
         squad_version=version,
+        published_sizes=published_sizes,
     )
 
 
@@ -198,6 +206,7 @@ TASKS: dict[str, TaskSpec] = {
             metrics=("matthews_correlation",),
             max_length=64,
             test_columns={"sentence": "sentence", "idx": "index"},  # its test.tsv has a header
+            published_sizes=(("train", 8551), ("validation", 1043)),
         ),
         _glue(
             "sst2",
@@ -206,6 +215,7 @@ TASKS: dict[str, TaskSpec] = {
             label_names=("negative", "positive"),
             metrics=("accuracy",),
             max_length=128,
+            published_sizes=(("train", 67349), ("validation", 872)),
         ),
         _glue(
             "mrpc",
@@ -214,6 +224,7 @@ TASKS: dict[str, TaskSpec] = {
             label_names=("not_equivalent", "equivalent"),
             metrics=("accuracy", "f1"),
             max_length=320,
+            published_sizes=(("train", 3668), ("validation", 408)),
         ),
         _glue(
             "qqp",
@@ -223,6 +234,7 @@ TASKS: dict[str, TaskSpec] = {
             metrics=("accuracy", "f1"),
             max_length=320,
             test_columns={"question1": "question1", "question2": "question2", "idx": "id"},
+            published_sizes=(("train", 363846), ("validation", 40430)),
         ),
         _glue(
             "stsb",
@@ -231,6 +243,7 @@ TASKS: dict[str, TaskSpec] = {
             label_names=(),
             metrics=("pearson", "spearman"),
             max_length=128,
+            published_sizes=(("train", 5749), ("validation", 1500)),
         ),
         _glue(
             "mnli",
@@ -250,6 +263,11 @@ TASKS: dict[str, TaskSpec] = {
                 TestSplit("test_matched", "test_matched.tsv", "MNLI-m.tsv"),
                 TestSplit("test_mismatched", "test_mismatched.tsv", "MNLI-mm.tsv"),
             ),
+            published_sizes=(
+                ("train", 392702),
+                ("validation_matched", 9815),
+                ("validation_mismatched", 9832),
+            ),
         ),
         _glue(
             "qnli",
@@ -260,6 +278,7 @@ TASKS: dict[str, TaskSpec] = {
             label_names=_ENTAIL,
             metrics=("accuracy",),
             max_length=512,
+            published_sizes=(("train", 104743), ("validation", 5463)),
         ),
         _glue(
             "rte",
@@ -270,9 +289,22 @@ TASKS: dict[str, TaskSpec] = {
             label_names=_ENTAIL,
             metrics=("accuracy",),
             max_length=320,
+            published_sizes=(("train", 2490), ("validation", 277)),
         ),
-        _squad("squad_v1", "SQuADv1.1", "rajpurkar/squad", "v1.1"),
-        _squad("squad_v2", "SQuADv2.0", "rajpurkar/squad_v2", "v2.0"),
+        _squad(
+            "squad_v1",
+            "SQuADv1.1",
+            "rajpurkar/squad",
+            "v1.1",
+            (("train", 87599), ("validation", 10570)),
+        ),
+        _squad(
+            "squad_v2",
+            "SQuADv2.0",
+            "rajpurkar/squad_v2",
+            "v2.0",
+            (("train", 130319), ("validation", 11873)),
+        ),
     )
 }
 

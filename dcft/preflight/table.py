@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from dcft.data import get_task, load_task_data
 from dcft.data.errors import DataUnavailableError
+from dcft.data.tasks import TaskSpec
 from dcft.preflight.probe import ERROR, OK, OOM, Measurement, device_memory, measure
 from dcft.preflight.projection import (
     HOURS_COLUMN,
@@ -242,11 +243,12 @@ class Row:
     schedule: str
 
 
-_examples: dict[str, tuple[int, int] | None] = {}
+_examples: dict[str, tuple[int, int, bool] | None] = {}
 
 
-def _examples_of(full: Mapping[str, Any]) -> tuple[int, int] | None:
-    """(training examples, evaluation examples summed over the eval splits) the run uses."""
+def _examples_of(full: Mapping[str, Any]) -> tuple[int, int, bool] | None:
+    """(training examples, evaluation examples summed over the eval splits, whether they are
+    the release's published sizes because the data is not here) the run uses."""
     data = full["data"]
     key = json.dumps([full["task"]["name"], data], sort_keys=True, default=str)
     if key not in _examples:
@@ -262,12 +264,24 @@ def _examples_of(full: Mapping[str, Any]) -> tuple[int, int] | None:
                 holdout_from_train=data["holdout_from_train"],
             )
         except DataUnavailableError:
-            _examples[key] = None
+            _examples[key] = _published(spec, data)
         else:
             used = {s: c["used"] for s, c in loaded.provenance["examples"].items()}
             evals = sum(n for s, n in used.items() if s in spec.eval_splits)
-            _examples[key] = (used.get("train", 0), evals)
+            _examples[key] = (used.get("train", 0), evals, False)
     return _examples[key]
+
+
+def _published(spec: TaskSpec, data: Mapping[str, Any]) -> tuple[int, int, bool] | None:
+    """The release's sizes (``TaskSpec.published_sizes``) when the data is not here, bounded as
+    the run would bound them; None when the run would carve or hold out splits (sizes unknown)."""
+    sizes = dict(spec.published_sizes)
+    if not sizes or data["carve_train_from_eval"] or data["holdout_from_train"]:
+        return None
+    cap_train, cap_eval = data["max_train_samples"], data["max_eval_samples"]
+    train = min(sizes["train"], cap_train or sizes["train"])
+    evals = sum(min(sizes[s], cap_eval or sizes[s]) for s in spec.eval_splits)
+    return train, evals, True
 
 
 def project(setting: Setting, probe: Probe) -> Row:
@@ -275,9 +289,11 @@ def project(setting: Setting, probe: Probe) -> Row:
     examples = _examples_of(setting.full)
     if m.status != OK or examples is None:
         return Row(setting, probe, None, "no data here" if examples is None else "-")
-    schedule = full_schedule(setting.full["trainer"], *examples)
+    train, evals, published = examples
+    schedule = full_schedule(setting.full["trainer"], train, evals)
     seconds = projected_seconds(schedule, m.step_s, m.eval_s_per_example)
     text = f"{schedule.optimizer_steps} steps, {schedule.evaluations} x {schedule.eval_examples}"
+    text += " (published sizes: no data here)" if published else ""
     return Row(setting, probe, seconds, text)
 
 
