@@ -18,7 +18,6 @@ record are skipped.
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -38,6 +37,7 @@ from dcft.report.tables import SCALES, RowSpec, TableSpec, table_specs
 from dcft.run.composer import Composer
 from dcft.run.config import CONF_DIR, seed_range
 from dcft.run.identity import RunIdentity
+from dcft.run.run_keys import run_keys
 from dcft.run.status import run_status
 from dcft.run.training_args import pass_through_overrides
 from dcft.sweep_summary import add_dry_run_arguments, summary
@@ -184,55 +184,31 @@ def plan(table: str, scale: str = "paper", overrides: Sequence[str] = ()) -> lis
     return plan_parts(parts(table, scale), overrides)
 
 
-def _split_seed(job: Sequence[str]) -> tuple[tuple[str, ...], int | None]:
-    """A job's overrides without its ``seed=N``, and N."""
-    rest = tuple(o for o in job if _key(o) != "seed")
-    seeds = [o.split("=", 1)[1] for o in job if _key(o) == "seed" and not o.startswith("~")]
-    return rest, (int(seeds[-1]) if seeds and seeds[-1].isdigit() else None)
-
-
 def plan_parts(planned: Sequence[Part], overrides: Sequence[str] = ()) -> list[PlannedRun]:
     """Every run of the multiruns ``planned``, with the state of its record.
 
     A run's key is what ``dcft.train`` computes from the same overrides (tests/test_sweep_keys.py)
-    but composed by ``Composer`` and once per setting: the seeds of one setting share their hash
-    (``hparams_hash`` leaves the seed out), so only their record paths differ."""
-    runs = []
-    settings: dict[tuple[str, ...], tuple[RunIdentity, str, str]] = {}
+    but composed by ``Composer``, once per setting and on every core (dcft.run.run_keys)."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        composer = Composer()
-        for part in planned:
-            for job in part.jobs(overrides):
-                composed = (*part.fixed(), *job)
-                rest, seed = _split_seed(composed)
-                if seed is None or composer.interpolates(rest, "seed"):
-                    rest, seed = composed, None  # the seed is part of this setting
-                if rest not in settings:
-                    resolved = composer.resolved(
-                        [*rest, f"seed={seed}"] if seed is not None else rest
-                    )
-                    results, data = (
-                        str(resolved["results_dir"]),
-                        str(resolved["data"]["fingerprint"]),
-                    )
-                    settings[rest] = (RunIdentity.from_resolved(resolved), results, data)
-                identity, results, data = settings[rest]
-                if seed is not None:
-                    identity = dataclasses.replace(identity, seed=seed)
-                path = identity.record_path(results)
-                state = run_status(path, identity)
-                runs.append(
-                    PlannedRun(
-                        part.name,
-                        tuple(job),
-                        identity,
-                        path,
-                        state.status,
-                        state.detail,
-                        data,
-                        composed,
-                    )
-                )
+        jobs = [(part, job) for part in planned for job in part.jobs(overrides)]
+        composed = [(*part.fixed(), *job) for part, job in jobs]
+        keys = run_keys(Composer(), composed)
+    runs = []
+    for (part, job), overrides_of_run, key in zip(jobs, composed, keys, strict=True):
+        path = key.identity.record_path(key.results_dir)
+        state = run_status(path, key.identity)
+        runs.append(
+            PlannedRun(
+                part.name,
+                tuple(job),
+                key.identity,
+                path,
+                state.status,
+                state.detail,
+                key.data,
+                overrides_of_run,
+            )
+        )
     return runs
 
 
