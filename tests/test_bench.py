@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 from dcft.tools import bench
-from dcft.tools.bench_cases import LAYER_CONFIGS, STEP_METHODS
+from dcft.tools.bench_cases import CPU_TIME_ROWS, LAYER_CONFIGS, STEP_METHODS
 
 
 def test_quick_bench_writes_report(tmp_path: Path) -> None:
@@ -27,10 +27,15 @@ def test_quick_bench_writes_report(tmp_path: Path) -> None:
     text = report.read_text()
     for heading in ("## TARGETS", "## Per adapted layer", "## Whole-model training step"):
         assert heading in text
-    # 4 strides / frozen and d=8 / LoRA per layer, 6 per model and precision, the adapter file
-    assert text.count("**MET**") + text.count("**NOT MET**") == 4 + 1 + 6 + 1
+    # 4 strides / frozen and d=8 / LoRA per layer; per model and precision 4 step-time, 2 memory
+    # and (CPU) the 4 step-time ratios again in single-thread CPU time; the adapter file
+    assert text.count("**MET**") + text.count("**NOT MET**") == 4 + 1 + 6 + 4 + 1
     for label in STEP_METHODS:
         assert f"| {label} |" in text
+    cpu_table = text.split("### Single-thread CPU time of a step: tiny-deberta (fp32)")[1]
+    for label in CPU_TIME_ROWS:
+        assert f"| {label} |" in cpu_table.split("\n\n")[1]
+    assert "step single-thread CPU time, DCFT d=8 / frozen floor" in text
     assert "## Whole-model training step: tiny-deberta (fp32)" in text
     assert "TF32 whole-model rows are measured on CUDA only: skipped" in text
     assert "LoRA r=1 / peft LoRA r=1" in text
@@ -47,7 +52,10 @@ def test_quick_bench_writes_report(tmp_path: Path) -> None:
         r for r in rows if r["config"] == "LoRA r=1" and r["metric"] == "trainable_params"
     ]
     assert peft_params[0]["median"] == lora_params[0]["median"] != "0"
-    assert all(float(r["median"]) > 0 for r in rows if r["metric"] in ("seconds", "peak_bytes"))
+    timed = ("seconds", "peak_bytes", "cpu_seconds_1_thread")
+    assert all(float(r["median"]) > 0 for r in rows if r["metric"] in timed)
+    cpu_rows = {r["config"] for r in rows if r["metric"] == "cpu_seconds_1_thread"}
+    assert cpu_rows == set(CPU_TIME_ROWS)
 
 
 def test_cli_defaults_follow_the_device() -> None:
@@ -61,3 +69,6 @@ def test_cli_defaults_follow_the_device() -> None:
     assert cuda.precisions == ("fp32", "tf32", "bf16") and cpu.precisions == ("fp32",)
     assert bench.parse_args(["--models", "minilm"]).models == ("minilm",)
     assert bench.parse_args(["--foreach"]).adamw_foreach and not cpu.adamw_foreach
+    assert cpu.cpu_time_repeats == 7 and cuda.cpu_time_repeats == 0
+    assert cpu.step_labels("minilm") == [label for label in STEP_METHODS if "position" not in label]
+    assert len(cpu.step_labels("deberta-v3-base")) == len(STEP_METHODS)

@@ -94,6 +94,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
             step_repeats=2,
             layer_warmup=1,
             step_warmup=2,
+            cpu_time_repeats=2,
         )
     else:
         settings = dict(
@@ -106,9 +107,11 @@ def parse_args(argv: list[str] | None = None) -> Settings:
             step_repeats=10 if cuda else 7,
             layer_warmup=3 if cuda else 1,
             step_warmup=3 if cuda else 2,
+            cpu_time_repeats=0 if cuda else 7,
         )
     if args.repeats is not None:
         settings["layer_repeats"] = settings["step_repeats"] = args.repeats
+        settings["cpu_time_repeats"] = 0 if cuda else args.repeats
     if args.warmup is not None:
         settings["layer_warmup"] = max(1, args.warmup)
         settings["step_warmup"] = max(2, args.warmup)
@@ -129,10 +132,10 @@ def parse_args(argv: list[str] | None = None) -> Settings:
 def progress(s: Settings) -> Iterator[tqdm]:
     """One bar over every call: layer cases (3 shapes), model steps per precision, adapter files."""
     n_layer = 3 * LAYER_CONFIGS
-    n_step = len(STEP_METHODS)
     total = n_layer * (s.layer_warmup + s.layer_repeats)
-    steps = sum(n_step * (s.step_warmup + s.repeats_for(m)) for m in s.models)
-    total += steps * len(s.precisions) + n_step
+    steps = sum(len(s.step_labels(m)) * (s.step_warmup + s.repeats_for(m)) for m in s.models)
+    total += steps * len(s.precisions) + len(STEP_METHODS) - 1  # adapter files
+    total += sum(len(s.cpu_time_rows(m)) * s.cpu_time_repeats for m in s.models)
     with tqdm(total=total, unit="call", dynamic_ncols=True) as bar:
         yield bar
 

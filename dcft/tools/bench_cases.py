@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import copy
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from dcft.methods.dcft import DcftLinear
 from dcft.methods.lora import LoraLinear
 from dcft.methods.targets import TARGET_NAMES, matrix_sites
 from dcft.run.models import build_model, repo_config
-from dcft.tools.benchmark import live_bytes, peak_bytes_during, time_interleaved
+from dcft.tools.benchmark import Stats, live_bytes, peak_bytes_during, time_interleaved
 
 KERNELS = (2, 4, 8)  # per layer, structured path at stride = kernel (Table 4)
 STRIDES = (8, 4, 2, 1)  # per layer at d = 8, structured and reference path (Table 5)
@@ -49,11 +50,16 @@ DCFT_LAYERS: dict[str, tuple[str, int, int]] = {
 UNFUSED = ("LoRA r=1 unfused", f"{layer_label('structured', 8, 8)} unfused")
 LAYER_CONFIGS = 2 + len(DCFT_LAYERS) + len(UNFUSED)
 FLOOR, LORA, PEFT_LORA = "frozen floor", "LoRA r=1", "peft LoRA r=1"
+# The floor with gradients through DeBERTa's relative-position branch (its position keys and
+# queries are the q/k projections of the position embeddings): what adapting q or k adds to the
+# floor before any update arithmetic. Only for backbones with relative attention.
+FLOOR_POSITION = "frozen floor + position-branch gradients"
 DCFT, DCFT_FAST, DCFT_REF = "DCFT d=8", "DCFT d=8 fast", "DCFT d=8 reference"
 # label -> (method name, options); None is the frozen floor (only the head trains); PEFT_LORA is
 # peft's LoRA on the same six matrices (``peft_lora``).
 STEP_METHODS: dict[str, tuple[str, dict] | None] = {
     FLOOR: None,
+    FLOOR_POSITION: ("position-gradients", {}),
     LORA: ("lora", {"r": 1}),
     PEFT_LORA: ("peft-lora", {"r": 1, "alpha": 2.0}),
     DCFT: ("dcft", {"kernel": 8}),
@@ -62,8 +68,14 @@ STEP_METHODS: dict[str, tuple[str, dict] | None] = {
     "BitFit": ("bitfit", {}),
     "full FT": ("full", {}),
 }
+# The rows the step targets compare, timed again in single-thread CPU time on CPU.
+CPU_TIME_ROWS = (FLOOR, FLOOR_POSITION, LORA, PEFT_LORA, DCFT)
 # Whole-step precisions: fp32 everywhere; on CUDA also TF32 matmuls and bf16 autocast.
 PRECISIONS = {"cpu": ("fp32",), "cuda": ("fp32", "tf32", "bf16")}
+
+
+def _relative(model: str) -> bool:
+    return model != "minilm" and bool(getattr(repo_config(model), "relative_attention", False))
 
 
 @dataclass
@@ -80,6 +92,9 @@ class Settings:
     step_warmup: int
     out_dir: Path
     adamw_foreach: bool = False  # AdamW(foreach=True): one multi-tensor op per update stage
+    # CPU only: rounds of CPU_TIME_ROWS timed again with 1 torch thread in this thread's CPU time,
+    # which a second core's noise and the threads' waiting leave out (0: not measured)
+    cpu_time_repeats: int = 0
     memory_method: str = field(init=False)
 
     @property
@@ -89,6 +104,15 @@ class Settings:
     def repeats_for(self, model: str) -> int:
         """Timed steps for ``model``: MiniLM steps are ~8x cheaper, so it gets 3x the repeats."""
         return self.step_repeats * (3 if model == "minilm" else 1)
+
+    def step_labels(self, model: str) -> list[str]:
+        """The whole-step rows of ``model``: FLOOR_POSITION only with relative attention."""
+        return [label for label in STEP_METHODS if label != FLOOR_POSITION or _relative(model)]
+
+    def cpu_time_rows(self, model: str) -> list[str]:
+        if self.device.type != "cpu" or not self.cpu_time_repeats:
+            return []
+        return [label for label in self.step_labels(model) if label in CPU_TIME_ROWS]
 
     def __post_init__(self) -> None:
         self.memory_method = (
@@ -234,20 +258,31 @@ def peft_lora(model: nn.Module, r: int, alpha: float) -> nn.Module:
 def prepare(model: nn.Module, method: tuple[str, dict] | None) -> nn.Module:
     """Apply ``method`` (None: train only the head) and make the word-embedding output require
     grad, so that input gradients flow down to the first layer under every method."""
-    if method is None:
+    if method is None or method[0] == "position-gradients":
         head = head_parameter_names(model)
         for name, param in model.named_parameters():
             param.requires_grad_(name in head)
+        if method is not None:
+            position_norm(model).register_forward_hook(_require_grad)
     elif method[0] == "peft-lora":
         model = peft_lora(model, **method[1])
     else:
         apply_method(model, method[0], **method[1])
-
-    def require_grad(module: nn.Module, inputs: object, output: torch.Tensor) -> torch.Tensor:
-        return output if output.requires_grad else output.requires_grad_()
-
-    model.get_input_embeddings().register_forward_hook(require_grad)
+    model.get_input_embeddings().register_forward_hook(_require_grad)
     return model.train()
+
+
+def _require_grad(module: nn.Module, inputs: object, output: torch.Tensor) -> torch.Tensor:
+    return output if output.requires_grad else output.requires_grad_()
+
+
+def position_norm(model: nn.Module) -> nn.Module:
+    """DeBERTa's LayerNorm over the relative-position embeddings, whose output every layer's
+    attention projects into position keys and queries."""
+    for module in model.modules():
+        if hasattr(module, "rel_embeddings") and hasattr(module, "LayerNorm"):
+            return module.LayerNorm
+    raise ValueError(f"{type(model).__name__} has no normalised relative-position embeddings")
 
 
 def step_cases(s: Settings, name: str) -> list[StepCase]:
@@ -260,7 +295,8 @@ def step_cases(s: Settings, name: str) -> list[StepCase]:
         "labels": torch.randint(0, 2, (s.step_batch[0],), generator=generator).to(s.device),
     }
     cases = []
-    for label, method in STEP_METHODS.items():
+    for label in s.step_labels(name):
+        method = STEP_METHODS[label]
         torch.manual_seed(0)
         model = prepare(copy.deepcopy(backbone), method)
         trainable = [p for p in model.parameters() if p.requires_grad]
@@ -300,10 +336,26 @@ def bench_model(s: Settings, name: str, bar: tqdm) -> tuple[list[dict], list[Ste
         bar.set_description(f"{name} {precision}: step timing")
         calls = {c.label: c.step for c in cases}
         timings = time_interleaved(calls, s.device, s.repeats_for(name), bar.update)
+        cpu = cpu_times({label: calls[label] for label in s.cpu_time_rows(name)}, s, bar)
         for row in measured:
             row["time"] = timings[row["config"]]
+            if row["config"] in cpu:
+                row["cpu_time"] = cpu[row["config"]]
         rows += measured
     return rows, cases
+
+
+def cpu_times(calls: dict[str, Callable[[], object]], s: Settings, bar: tqdm) -> dict[str, Stats]:
+    """Each call's CPU time in this thread (``time.thread_time``) with 1 torch thread."""
+    if not calls:
+        return {}
+    bar.set_description("single-thread CPU time")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return time_interleaved(calls, s.device, s.cpu_time_repeats, bar.update, time.thread_time)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def adapter_file_sizes(cases: list[StepCase], bar: tqdm) -> list[dict]:
@@ -312,7 +364,7 @@ def adapter_file_sizes(cases: list[StepCase], bar: tqdm) -> list[dict]:
     bar.set_description("adapter files")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for case in cases:
+        for case in (c for c in cases if c.label != FLOOR_POSITION):  # the floor's file
             model, path = case.model, Path(tmp) / "adapter.safetensors"
             head = head_parameter_names(model)
             if applied_method(model) is None:  # the floor's head, peft's LoRA and head

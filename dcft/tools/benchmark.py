@@ -63,19 +63,21 @@ def time_interleaved(
     device: torch.device,
     repeats: int,
     tick: Callable[[], object] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, Stats]:
-    """Wall time of each (already warmed-up) call over ``repeats`` rounds in which every call runs
-    once, in an order rotated by one each round. ``tick`` runs after every call (progress)."""
+    """Time of each (already warmed-up) call over ``repeats`` rounds in which every call runs
+    once, in an order rotated by one each round: wall time, or ``clock``'s (``time.thread_time``:
+    this thread's CPU time). ``tick`` runs after every call (progress)."""
     names = list(calls)
     samples: dict[str, list[float]] = {name: [] for name in names}
     for round_index in range(repeats):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
             synchronize(device)
-            start = time.perf_counter()
+            start = clock()
             calls[name]()
             synchronize(device)
-            samples[name].append(time.perf_counter() - start)
+            samples[name].append(clock() - start)
             if tick is not None:
                 tick()
     return {name: Stats(tuple(values)) for name, values in samples.items()}
