@@ -6,12 +6,14 @@ at stride d and for strides 4, 2, 1 at d=8, the Kronecker fast path at d=8, the 
 (the authors' dense update) at d=8 for every stride, and LoRA r=1 and structured DCFT d=8 unfused
 (``base(x) + update(x)`` as separate ops, what the fusion saves). Whole-model training step
 (DeBERTaV3-base shape with random weights, and the pretrained MiniLM): frozen floor (head only;
-input gradients flow to the first layer), LoRA r=1, peft's LoRA r=1, DCFT d=8 (default, fast and
-reference path), BitFit, full FT; on CUDA in fp32, TF32 and bf16 autocast. Adapter file sizes via
+input gradients flow to the first layer; on DeBERTa also with gradients through the
+relative-position branch), LoRA r=1, peft's LoRA r=1, DCFT d=8 (default, fast and reference path),
+BitFit, full FT; on CUDA in fp32, TF32 and bf16 autocast; on CPU the targets' rows again in
+single-thread CPU time. Adapter file sizes via
 ``save_adapter``. Writes results/bench/<device>.{md,csv} (on CUDA <device> is the GPU's name)
 with a TARGETS section.
 
-    python -m dcft.tools.bench              # CPU here, CUDA where present (~15 min on 2 cores)
+    python -m dcft.tools.bench              # CPU here, CUDA where present (~22 min on 2 cores)
     python -m dcft.tools.bench --quick --out-dir /tmp/bench   # tiny shapes, seconds (smoke test)
     python -m dcft.tools.bench --models minilm --repeats 1 --out-dir /tmp/bench  # real shapes, short
 
