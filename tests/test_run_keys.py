@@ -92,3 +92,14 @@ def test_a_job_without_a_plain_seed_is_its_own_setting():
     assert run_keys.setting_of(["task=rte", "seed=2"]) == (("task=rte",), 2)
     assert run_keys.setting_of(["task=rte", "~seed"]) == (("task=rte", "~seed"), None)
     assert run_keys.setting_of(["task=rte"]) == (("task=rte",), None)
+
+
+def test_processes_follow_the_cores_and_the_work(monkeypatch):
+    monkeypatch.setattr(run_keys.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert run_keys._processes(run_keys.PARALLEL_FROM - 1) == 1
+    assert run_keys._processes(128) == 2
+    monkeypatch.setattr(run_keys.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert run_keys._processes(128) == 1
+    monkeypatch.setattr(run_keys.sys, "platform", "darwin")
+    monkeypatch.setattr(run_keys.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert run_keys._processes(128) == 1

@@ -7,9 +7,10 @@ hash (``hparams_hash`` leaves the seed out), unless a value of the tree interpol
 when each seed is composed on its own. Composing is pure CPU work in Python (Hydra's defaults
 lists, OmegaConf's resolution: ~30 ms a setting), so settings are split into contiguous chunks
 composed by forked worker processes, which inherit the initialised Hydra and the composer's
-caches. Where ``fork`` is unavailable, on one core, or for few settings, the parent composes
-them itself; a chunk that raises is composed again in the parent, so that errors surface with
-their own type and message (a pickled exception can lose both).
+caches. Off Linux (no ``fork``, or macOS, where forking a process that loaded system
+frameworks is unsafe), on one core, or for few settings, the parent composes them itself. A
+chunk that raises is composed again in the parent, so that errors surface with their own type
+and message (a pickled exception can lose both).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -83,7 +85,7 @@ def _compose_chunk(bounds: tuple[int, int]) -> list[dict[int | None, RunKey]]:
 
 
 def _processes(settings: int) -> int:
-    if settings < PARALLEL_FROM or "fork" not in multiprocessing.get_all_start_methods():
+    if settings < PARALLEL_FROM or sys.platform != "linux":  # fork is safe there, not on macOS
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(cores or 1, MAX_PROCESSES, settings // (PARALLEL_FROM // 2)))
