@@ -5,6 +5,7 @@ type and message; a setting's seeds share one composition."""
 from __future__ import annotations
 
 import multiprocessing
+import signal
 
 import pytest
 from hydra import initialize_config_dir
@@ -35,8 +36,8 @@ class _CountingContext:
         self.chunks = 0
         self._fork = multiprocessing.get_context("fork")
 
-    def Pool(self, processes: int):
-        pool = self._fork.Pool(processes)
+    def Pool(self, processes: int, **options):
+        pool = self._fork.Pool(processes, **options)
         mapped = pool.map
 
         def counting_map(function, chunks):
@@ -64,6 +65,41 @@ def test_keys_composed_in_two_processes_are_the_keys_composed_in_one(jobs, forks
     assert forks.chunks == 2
     assert forked == alone and len(forked) == len(jobs)
     assert len({key.identity.seed for key in forked}) == 3
+
+
+def test_a_parent_that_catches_sigterm_still_gets_its_keys(jobs):
+    """A process with a Python SIGTERM handler (a run's preemption handler, a test runner's)
+    gets its keys and keeps no worker: the workers exit on the pool's close, not on SIGTERM
+    (one forked from an xdist worker that catches SIGTERM once outlived the pool's terminate,
+    and its parent waited for it forever; that race did not reproduce outside xdist)."""
+    caught = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: caught.append(signum))
+    previous_alarm = signal.signal(signal.SIGALRM, _hung)
+    signal.alarm(HANG_SECONDS)
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            keys = run_keys.run_keys(Composer(), jobs, processes=2)
+    except _Hung:
+        pytest.fail(f"run_keys did not return within {HANG_SECONDS} s: a worker did not exit")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous_alarm)
+        signal.signal(signal.SIGTERM, previous)
+    assert len(keys) == len(jobs) and not caught
+    assert multiprocessing.active_children() == []
+
+
+HANG_SECONDS = 240
+
+
+class _Hung(BaseException):
+    """Not an Exception, so that run_keys' fallback cannot swallow it."""
+
+
+def _hung(signum, frame):
+    for child in multiprocessing.active_children():
+        child.kill()
+    raise _Hung
 
 
 def test_an_error_in_a_forked_chunk_keeps_its_type_and_message(jobs, forks):

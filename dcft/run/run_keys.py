@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -84,6 +85,14 @@ def _compose_chunk(bounds: tuple[int, int]) -> list[dict[int | None, RunKey]]:
     return [_setting_keys(composer, setting) for setting in settings[slice(*bounds)]]
 
 
+def _default_signals() -> None:
+    """A forked worker inherits its parent's Python signal handlers; a run's preemption handler
+    (dcft.run.checkpoints) or a test runner's would turn the pool's SIGTERM into a flag, and the
+    parent would wait for the worker forever."""
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def _processes(settings: int) -> int:
     if settings < PARALLEL_FROM or sys.platform != "linux":  # fork is safe there, not on macOS
         return 1
@@ -115,10 +124,14 @@ def _compose_all(
     size = -(-len(settings) // processes)
     chunks = [(start, min(start + size, len(settings))) for start in range(0, len(settings), size)]
     _shared = (composer, settings)
+    pool = multiprocessing.get_context("fork").Pool(len(chunks), initializer=_default_signals)
     try:
-        with multiprocessing.get_context("fork").Pool(len(chunks)) as pool:
-            return [keys for chunk in pool.map(_compose_chunk, chunks) for keys in chunk]
+        composed = [keys for chunk in pool.map(_compose_chunk, chunks) for keys in chunk]
+        pool.close()  # the workers exit on their own
+        return composed
     except Exception:  # composed again here, to raise with its own type
         return [_setting_keys(composer, setting) for setting in settings]
     finally:
+        pool.terminate()
+        pool.join()
         _shared = None
