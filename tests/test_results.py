@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import signal
 
 import pytest
 from omegaconf import OmegaConf
 
 import dcft.run.records
+from dcft.run.checkpoints import PREEMPTION_SIGNALS
 from dcft.run.identity import RunIdentity, hparams_hash, method_slug
 from dcft.run.records import (
     CorruptRecordError,
@@ -150,9 +152,18 @@ def test_corrupt_record_is_named_and_left_untouched(tmp_path, tiny_data):
 
 def test_nan_loss_is_recorded_as_failed(tmp_path, tiny_data):
     cfg = compose_config(
-        ["task=sst2", *FAST, "trainer.learning_rate=1e30", *place(tmp_path, tiny_data)]
+        [
+            "task=sst2",
+            *FAST,
+            "trainer.learning_rate=1e30",
+            "trainer.save_checkpoints=true",
+            *place(tmp_path, tiny_data),
+        ]
     )
+    before = {signum: signal.getsignal(signum) for signum in PREEMPTION_SIGNALS}
     record = run(cfg)
+    # the failed run's preemption handlers are gone (they once outlived it and swallowed SIGTERM)
+    assert {signum: signal.getsignal(signum) for signum in PREEMPTION_SIGNALS} == before
     assert record["status"] == "failed"
     assert "training loss is" in record["failure_reason"]
     assert any(word in record["failure_reason"] for word in ("nan", "inf"))

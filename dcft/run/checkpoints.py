@@ -130,9 +130,12 @@ class CheckpointClock(TrainerCallback):
                 return
 
     def on_train_end(self, args, state, control, **kwargs):
-        self._restore()
+        self.restore()
 
-    def _restore(self) -> None:
+    def restore(self) -> None:
+        """The signal handlers from before the run (also when training raises: the trainer
+        then never calls ``on_train_end``, and the flag-setting handler of a finished run would
+        swallow the process's next SIGTERM)."""
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
@@ -146,5 +149,5 @@ class CheckpointClock(TrainerCallback):
         self._last_save = time.monotonic()
         if self.signum is not None:
             previous = self._previous.get(self.signum)
-            self._restore()
+            self.restore()
             raise PreemptedError(self.signum, state.global_step, previous)

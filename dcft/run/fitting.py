@@ -202,9 +202,11 @@ def fit(
         torch.cuda.reset_peak_memory_stats()
     timer = StepTimer(StepTimer.segments_in(resume_from))
     extra: list[TrainerCallback] = [timer, *callbacks]
+    clock = None
     if cfg.trainer.save_checkpoints:
         minutes = cfg.trainer.save_every_minutes
-        extra.append(CheckpointClock(minutes * 60 if minutes else None))
+        clock = CheckpointClock(minutes * 60 if minutes else None)
+        extra.append(clock)
     scorer = Scorer(cfg.task, data)
     trainer = make_trainer(
         model,
@@ -217,7 +219,11 @@ def fit(
         scorer=scorer,
         callbacks=extra,
     )
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    finally:
+        if clock is not None:
+            clock.restore()
     timing = total_timing(timer.all_segments())
     samples = (trainer.state.epoch or 0.0) * len(data.train)
     timing.update(
