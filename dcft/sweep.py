@@ -37,7 +37,7 @@ from dcft.report.tables import SCALES, RowSpec, TableSpec, table_specs
 from dcft.run.composer import Composer
 from dcft.run.config import CONF_DIR, seed_range
 from dcft.run.identity import RunIdentity
-from dcft.run.run_keys import run_keys
+from dcft.run.run_keys import override_key, run_keys
 from dcft.run.status import run_status
 from dcft.run.training_args import pass_through_overrides
 from dcft.sweep_summary import add_dry_run_arguments, summary
@@ -45,10 +45,6 @@ from dcft.sweep_summary import add_dry_run_arguments, summary
 EXPERIMENT_DIR = CONF_DIR / "experiment"
 # The seeds of a table swept from its rows: the paper's, as in every paper-scale experiment.
 ROW_SEEDS = seed_range("paper")
-
-
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def _override_value(value: Any) -> str:
@@ -83,7 +79,7 @@ class Part:
         """``python -m dcft.train`` arguments that launch the part (before ``overrides``)."""
         if self.experiment:
             return self.fixed()
-        given = {_key(o) for o in overrides}
+        given = {override_key(o) for o in overrides}
         return ["--multirun", *(f"{k}={v}" for k, v in self.params if k not in given)]
 
 
@@ -138,7 +134,7 @@ def _expand(params: Mapping[str, Any], overrides: Sequence[str]) -> list[list[st
     key taking precedence: the product of each key's values (a list or a range), keys in the
     order first given, a key given twice keeping its last values (tests/test_sweep_order.py holds
     this equal to the basic sweeper's own expansion)."""
-    given = {_key(o) for o in overrides}
+    given = {override_key(o) for o in overrides}
     sweep = [f"{k}={v}" for k, v in params.items() if k not in given] + list(overrides)
     axes: dict[str, list[str]] = {}
     for override in OverridesParser.create().parse_overrides(sweep):

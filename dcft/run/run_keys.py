@@ -40,15 +40,16 @@ class RunKey:
     data: str  # data.fingerprint
 
 
-def _key_of(override: str) -> str:
+def override_key(override: str) -> str:
+    """The key an override sets: ``seed`` for ``seed=1``, ``+seed=1`` and ``~seed``."""
     return override.split("=", 1)[0].lstrip("+~")
 
 
 def setting_of(job: Sequence[str]) -> tuple[tuple[str, ...], int | None]:
     """A job's setting (its overrides without ``seed=N``) and N; a job without a plain seed is
     its own setting, with seed None."""
-    rest = tuple(o for o in job if _key_of(o) != "seed")
-    seeds = [o.split("=", 1)[1] for o in job if _key_of(o) == "seed" and not o.startswith("~")]
+    rest = tuple(o for o in job if override_key(o) != "seed")
+    seeds = [o.split("=", 1)[1] for o in job if override_key(o) == "seed" and not o.startswith("~")]
     if seeds and seeds[-1].isdigit():
         return rest, int(seeds[-1])
     return tuple(job), None
@@ -89,7 +90,8 @@ def _default_signals() -> None:
     """A forked worker inherits its parent's Python signal handlers; a run's preemption handler
     (dcft.run.checkpoints) or a test runner's would turn the pool's SIGTERM into a flag, and the
     parent would wait for the worker forever."""
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+    # dcft.run.checkpoints.PREEMPTION_SIGNALS and SIGINT (not imported: it loads transformers)
+    for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
 
 
