@@ -68,7 +68,8 @@ def test_cli_defaults_follow_the_device() -> None:
     assert "max_memory_allocated" in cuda.memory_method
     assert cuda.precisions == ("fp32", "tf32", "bf16") and cpu.precisions == ("fp32",)
     assert bench.parse_args(["--models", "minilm"]).models == ("minilm",)
-    assert bench.parse_args(["--foreach"]).adamw_foreach and not cpu.adamw_foreach
+    assert cpu.optimizer == "adamw_authors"  # conf/trainer/default.yaml: what runs train with
+    assert bench.parse_args(["--optimizer", "adamw_torch"]).optimizer == "adamw_torch"
     assert cpu.cpu_time_repeats == 7 and cuda.cpu_time_repeats == 0
     assert cpu.step_labels("minilm") == [label for label in STEP_METHODS if "position" not in label]
     assert len(cpu.step_labels("deberta-v3-base")) == len(STEP_METHODS)

@@ -38,6 +38,7 @@ import torch
 from tqdm import tqdm
 
 from dcft.cli import OneLineParser, positive_int
+from dcft.optim import OPTIMIZERS
 from dcft.tools.bench_cases import (
     LAYER_CONFIGS,
     STEP_METHODS,
@@ -45,6 +46,7 @@ from dcft.tools.bench_cases import (
     adapter_file_sizes,
     bench_layers,
     bench_model,
+    trainer_default,
 )
 from dcft.tools.bench_report import targets, write_report
 from dcft.tools.benchmark import machine_info
@@ -74,10 +76,10 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         "--models", help="comma-separated whole-model backbones (default: deberta-v3-base,minilm)"
     )
     parser.add_argument(
-        "--foreach",
-        action="store_true",
-        help="AdamW(foreach=True) in the whole-model step (default: torch's default AdamW, as "
-        "the trainer builds it)",
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default=trainer_default("optimizer"),
+        help="the whole-model step's optimiser (default: the runs' trainer.optimizer)",
     )
     parser.add_argument("--out-dir", type=Path, default=ROOT / "results" / "bench")
     args = parser.parse_args(argv)
@@ -125,7 +127,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         device=device,
         quick=args.quick,
         out_dir=args.out_dir,
-        adamw_foreach=args.foreach,
+        optimizer=args.optimizer,
         **settings,
     )
 

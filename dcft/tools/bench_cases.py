@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
@@ -28,6 +29,8 @@ from dcft.methods import (
 from dcft.methods.dcft import DcftLinear
 from dcft.methods.lora import LoraLinear
 from dcft.methods.targets import TARGET_NAMES, matrix_sites
+from dcft.optim import build_optimizer
+from dcft.run.config import CONF_DIR
 from dcft.run.models import build_model, repo_config
 from dcft.tools.benchmark import Stats, live_bytes, peak_bytes_during, time_interleaved
 
@@ -74,6 +77,11 @@ CPU_TIME_ROWS = (FLOOR, FLOOR_POSITION, LORA, PEFT_LORA, DCFT)
 PRECISIONS = {"cpu": ("fp32",), "cuda": ("fp32", "tf32", "bf16")}
 
 
+def trainer_default(key: str) -> object:
+    """A ``trainer.<key>`` default of the runs (conf/trainer/default.yaml)."""
+    return OmegaConf.load(CONF_DIR / "trainer" / "default.yaml")[key]
+
+
 def _relative(model: str) -> bool:
     return model != "minilm" and bool(getattr(repo_config(model), "relative_attention", False))
 
@@ -91,7 +99,7 @@ class Settings:
     layer_warmup: int
     step_warmup: int
     out_dir: Path
-    adamw_foreach: bool = False  # AdamW(foreach=True): one multi-tensor op per update stage
+    optimizer: str = field(default_factory=lambda: trainer_default("optimizer"))
     # CPU only: rounds of CPU_TIME_ROWS timed again with 1 torch thread in this thread's CPU time,
     # which a second core's noise and the threads' waiting leave out (0: not measured)
     cpu_time_repeats: int = 0
@@ -300,7 +308,8 @@ def step_cases(s: Settings, name: str) -> list[StepCase]:
         torch.manual_seed(0)
         model = prepare(copy.deepcopy(backbone), method)
         trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=1e-5, foreach=s.adamw_foreach or None)
+        groups = [{"params": trainable, "weight_decay": 0.0}]
+        optimizer = build_optimizer(s.optimizer, groups, lr=1e-5, betas=(0.9, 0.999), eps=1e-6)
         cases.append(StepCase(label, model, optimizer, batch))
     return cases
 

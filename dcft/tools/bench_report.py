@@ -186,7 +186,7 @@ def write_report(
     """Write ``<device>[-quick].{md,csv}`` into ``s.out_dir``; return the ``.md`` path."""
     s.out_dir.mkdir(parents=True, exist_ok=True)
     stem = report_stem(s)
-    adamw = "AdamW(foreach=True)" if s.adamw_foreach else "AdamW as torch builds it by default"
+    adamw = f"the optimiser runs train with, `trainer.optimizer={s.optimizer}` (dcft/optim.py)"
     lines = [
         f"# Benchmark: {machine.get('gpu', s.device.type.upper())}",
         "",
@@ -209,7 +209,7 @@ def write_report(
         f"{s.layer_warmup} warm-up call(s) (the last one under the memory profiler) + "
         f"{s.layer_repeats} timed repeats, round-robin over all rows.",
         f"- Whole model: batch {s.step_batch[0]} x {s.step_batch[1]} tokens, random token ids, "
-        "train mode (dropout on), forward + backward + AdamW step (+ DCFT's regulariser); "
+        "train mode (dropout on), forward + backward + optimiser step (+ DCFT's regulariser); "
         "the word-embedding output requires grad under every method, so input gradients reach "
         f"the first layer; {s.step_warmup} warm-up steps (the last one under the memory profiler) "
         f"+ {s.step_repeats} timed steps ({s.repeats_for('minilm')} for minilm), round-robin over "
