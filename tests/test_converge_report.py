@@ -44,6 +44,11 @@ def _record(folder: Path, task: str, slug: str, seed: int, curve: dict[int, floa
             }
         },
         "evaluations": evaluations,
+        "timing": {
+            # seed s trains 20 + 10 s minutes; seed 1 was resumed once (two segments)
+            "train_wall_time_s": 60.0 * (20 + 10 * seed),
+            "segments": [{"wall_time_s": 60.0}] * (2 if seed == 1 else 1),
+        },
         "best": {"step": best["step"], "metrics": best["metrics"]},
         "last": {"step": evaluations[-1]["step"], "metrics": evaluations[-1]["metrics"]},
     }
@@ -102,6 +107,9 @@ def test_report_gives_the_gap_along_the_budget_and_the_reference_checks(runs_dir
     # Best 85, 86, 84; last 84, 86, 84; the best came before the end in seeds 0 and 1 (a tie
     # keeps the first evaluation, as the runner's best does).
     assert "| LoRA r=1 | 85.00 ± 1.00 (n=3) | 84.67 ± 1.15 (n=3) | 2/3 |" in text
+    # Cost: 20, 30, 40 minutes per cell, one resumed run each; 3 cells of 1.5 hours.
+    assert "| SST-2 | LoRA r=1 | 3 | 30 (20-40) | 1 | 1.5 |" in text
+    assert "In all: 9 runs, 4.5 hours of one thread." in text
     rows = seeds_csv(runs).splitlines()
     assert rows[1] == "sst2,lora-r1,0,85.0000,75,84.0000,100,0.001"
 

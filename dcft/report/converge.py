@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from statistics import fmean, stdev
+from statistics import fmean, median, stdev
 
 import matplotlib
 
@@ -261,7 +261,44 @@ def render(
                 + f" | {last.text()} | {last.n} |"
             )
         lines.append("")
+    lines += _cost(cells)
     return "\n".join(lines)
+
+
+def train_minutes(run: Run) -> float:
+    """The run's training wall time in minutes, evaluations included, summed over the segments
+    of a resumed run (``timing.train_wall_time_s``)."""
+    return run.record["timing"]["train_wall_time_s"] / 60
+
+
+def _cost(cells: dict[tuple[str, str], dict[int, Run]]) -> list[str]:
+    """Training wall time per cell and in all, from the records."""
+    lines = [
+        "## Cost",
+        "",
+        "Training wall time per run (evaluations included; a resumed run's segments summed), "
+        "each run on one torch thread, two runs at a time on a 2-core machine (make converge) "
+        "that other work also used: not idle times.",
+        "",
+        "| task | method | runs | minutes per run, median (min-max) | resumed | hours |",
+        "|---|---|---:|---|---:|---:|",
+    ]
+    total, count = 0.0, 0
+    for task in TASKS:
+        for slug, label in ROWS:
+            cell = cells.get((task, slug))
+            if not cell:
+                continue
+            minutes = sorted(train_minutes(r) for r in cell.values())
+            resumed = sum(1 for r in cell.values() if len(r.record["timing"]["segments"]) > 1)
+            total, count = total + sum(minutes), count + len(minutes)
+            lines.append(
+                f"| {get_task(task).label} | {label} | {len(minutes)} "
+                f"| {median(minutes):.0f} ({minutes[0]:.0f}-{minutes[-1]:.0f}) | {resumed} "
+                f"| {sum(minutes) / 60:.1f} |"
+            )
+    lines += ["", f"In all: {count} runs, {total / 60:.1f} hours of one thread.", ""]
+    return lines
 
 
 def _reference_checks(cells: dict[tuple[str, str], dict[int, Run]], task: str) -> list[str]:
