@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from dcft.report.converge import ROWS, Paired, planned, render, seeds_csv, write
+from dcft.report.converge import ROWS, Paired, gap_series, planned, render, seeds_csv, write
 from dcft.report.runs import load_runs
 
 
@@ -112,6 +112,18 @@ def test_report_gives_the_gap_along_the_budget_and_the_reference_checks(runs_dir
     assert "In all: 9 runs, 4.5 hours of one thread." in text
     rows = seeds_csv(runs).splitlines()
     assert rows[1] == "sst2,lora-r1,0,85.0000,75,84.0000,100,0.001"
+
+
+def test_the_gap_figure_draws_only_comparisons_with_an_interval(runs_dir: Path):
+    """One init=lora seed gives one pair with LoRA: no interval, so no line (nor legend entry)."""
+    _record(runs_dir, "sst2", "dcft-k8-s8-init_lora", 0, {25: 0.6, 50: 0.7, 75: 0.8, 100: 0.8})
+    series = gap_series(load_runs(runs_dir).runs)
+    assert [(s.task, s.slug) for s in series] == [("sst2", "dcft-k8-s8")]
+    assert series[0].label == "SST-2: DCFT d=8 - LoRA r=1 (n=3)"
+    # Best within the first half: DCFT 74, 73, 70 against LoRA 80, 81, 79 (as in the report).
+    mean, low, high = _interval([-6.0, -8.0, -9.0])
+    half = series[0].along[1]
+    assert (half.mean, half.low, half.high) == pytest.approx((mean, low, high))
 
 
 def test_write_renders_every_output(runs_dir: Path, tmp_path: Path):

@@ -378,36 +378,59 @@ def curves_figure(runs: Sequence[Run], majority: dict[str, float], path: Path) -
     return _save(fig, path)
 
 
-def gap_figure(runs: Sequence[Run], path: Path) -> Path:
+@dataclass(frozen=True)
+class GapSeries:
+    """One line of the gap figure: A - LoRA r=1 on a task at each budget fraction."""
+
+    task: str
+    slug: str
+    label: str
+    along: list[Paired]
+
+
+def gap_series(runs: Sequence[Run]) -> list[GapSeries]:
+    """The (task, DCFT row) comparisons with LoRA r=1 that have an interval (2+ pairs)."""
     cells = _by_cell(runs)
-    tasks = [t for t in TASKS if any(task == t for task, _ in cells)]
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    markers = {"sst2": "o", "stsb": "s", "mrpc": "^"}
-    for offset, task in enumerate(tasks):
-        for a, style in (("dcft-k8-s8", "-"), ("dcft-k8-s8-init_lora", "--")):
-            cell_a, cell_b = cells.get((task, a)), cells.get((task, "lora-r1"))
+    series = []
+    for task in TASKS:
+        for slug in ("dcft-k8-s8", "dcft-k8-s8-init_lora"):
+            cell_a, cell_b = cells.get((task, slug)), cells.get((task, "lora-r1"))
             if not cell_a or not cell_b:
                 continue
-            pairs = [
+            along = [
                 Paired.of(
                     _scores(cell_a, lambda r, f=f: best_up_to(r, f)),
                     _scores(cell_b, lambda r, f=f: best_up_to(r, f)),
                 )
                 for f in FRACTIONS
             ]
-            x = np.array(FRACTIONS) * 100 + (offset - 1) * 1.2
-            mean = np.array([p.mean for p in pairs])
-            err = np.array([[p.mean - p.low for p in pairs], [p.high - p.mean for p in pairs]])
-            ax.errorbar(
-                x,
-                mean,
-                yerr=err,
-                fmt=markers.get(task, "o") + style,
-                capsize=3,
-                color=COLORS[a],
-                alpha=0.9,
-                label=f"{get_task(task).label}: {LABELS[a]} - LoRA r=1",
-            )
+            if along[0].n >= 2:
+                label = f"{get_task(task).label}: {LABELS[slug]} - LoRA r=1 (n={along[0].n})"
+                series.append(GapSeries(task, slug, label, along))
+    return series
+
+
+def gap_figure(runs: Sequence[Run], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    markers = {"sst2": "o", "stsb": "s", "mrpc": "^"}
+    for line in gap_series(runs):
+        offset = TASKS.index(line.task) - 1
+        x = np.array(FRACTIONS) * 100 + offset * 1.2
+        mean = np.array([p.mean for p in line.along])
+        err = np.array(
+            [[p.mean - p.low for p in line.along], [p.high - p.mean for p in line.along]]
+        )
+        style = "-" if line.slug == "dcft-k8-s8" else "--"
+        ax.errorbar(
+            x,
+            mean,
+            yerr=err,
+            fmt=markers.get(line.task, "o") + style,
+            capsize=3,
+            color=COLORS[line.slug],
+            alpha=0.9,
+            label=line.label,
+        )
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xlabel("budget: % of the run's optimiser steps (best evaluation up to there)")
     ax.set_ylabel("difference in dev score x100")
