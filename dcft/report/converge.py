@@ -123,6 +123,12 @@ def best_up_to(run: Run, fraction: float) -> float:
     return max(values) if values else math.nan
 
 
+def late_gain(run: Run) -> float:
+    """How much the run's best score rose in the last quarter of its budget: best overall
+    minus best within the first 75% (0 once the curve has flattened)."""
+    return best_up_to(run, 1.0) - best_up_to(run, 0.75)
+
+
 def last_score(run: Run) -> float:
     points = curve(run)
     return points[max(points)] if points else math.nan
@@ -198,7 +204,9 @@ def render(
         + ", ".join(f"{get_task(t).metric} for {get_task(t).label}" for t in TASKS)
         + "), mean ± std over seeds (n seeds). best = the best of the run's evaluations (the paper's protocol, a choice "
         "made on dev), last = the final evaluation. 'best before the end' counts the runs whose "
-        "best evaluation came before the last one (the curve had flattened or turned down). "
+        "best evaluation came before the last one (the curve had flattened or turned down); "
+        "'gain in the last 25%' is the mean of best overall minus best within the first 75% "
+        "of the run. "
         "Learning rates were chosen on data held out from the training split "
         "(lr_search.md), never on dev.",
         "",
@@ -214,8 +222,9 @@ def render(
             f"evaluated every {trainer['eval_steps']} steps; optimiser "
             f"{trainer.get('optimizer', 'adamw_torch')}. Majority class: {majority[task]:.2f}.",
             "",
-            "| method | best | last | best before the end | learning rate | params (paper) |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| method | best | last | best before the end | gain in the last 25% "
+            "| learning rate | params (paper) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for slug, label in ROWS:
             cell = cells.get((task, slug))
@@ -231,7 +240,8 @@ def render(
             lines.append(
                 f"| {label} | {_stat_text(list(_scores(cell, lambda r: best_up_to(r, 1.0)).values()))} "
                 f"| {_stat_text(list(_scores(cell, last_score).values()))} "
-                f"| {earlier}/{len(cell)} | {', '.join(f'{x:g}' for x in rates)} "
+                f"| {earlier}/{len(cell)} | {fmean(late_gain(r) for r in cell.values()):+.2f} "
+                f"| {', '.join(f'{x:g}' for x in rates)} "
                 f"| {params[0] if params else 0:,} |"
             )
         lines += ["", *_reference_checks(cells, task), ""]
