@@ -161,6 +161,17 @@ class Paired:
         return f"{self.mean:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
 
 
+def _along_budget(cell_a: dict[int, Run], cell_b: dict[int, Run]) -> list[Paired]:
+    """A - B, paired on seed, of the best evaluation within each fraction of the budget."""
+    return [
+        Paired.of(
+            _scores(cell_a, lambda r, f=f: best_up_to(r, f)),
+            _scores(cell_b, lambda r, f=f: best_up_to(r, f)),
+        )
+        for f in FRACTIONS
+    ]
+
+
 def _by_cell(runs: Sequence[Run]) -> dict[tuple[str, str], dict[int, Run]]:
     cells: dict[tuple[str, str], dict[int, Run]] = {}
     for run in runs:
@@ -257,13 +268,7 @@ def render(
             cell_a, cell_b = cells.get((task, a)), cells.get((task, b))
             if not cell_a or not cell_b:
                 continue
-            along = [
-                Paired.of(
-                    _scores(cell_a, lambda r, f=f: best_up_to(r, f)),
-                    _scores(cell_b, lambda r, f=f: best_up_to(r, f)),
-                )
-                for f in FRACTIONS
-            ]
+            along = _along_budget(cell_a, cell_b)
             last = Paired.of(_scores(cell_a, last_score), _scores(cell_b, last_score))
             lines.append(
                 f"| {LABELS[a]} | {LABELS[b]} | "
@@ -407,13 +412,7 @@ def gap_series(runs: Sequence[Run]) -> list[GapSeries]:
             cell_a, cell_b = cells.get((task, slug)), cells.get((task, "lora-r1"))
             if not cell_a or not cell_b:
                 continue
-            along = [
-                Paired.of(
-                    _scores(cell_a, lambda r, f=f: best_up_to(r, f)),
-                    _scores(cell_b, lambda r, f=f: best_up_to(r, f)),
-                )
-                for f in FRACTIONS
-            ]
+            along = _along_budget(cell_a, cell_b)
             if along[0].n >= 2:
                 label = f"{get_task(task).label}: {LABELS[slug]} - LoRA r=1 (n={along[0].n})"
                 series.append(GapSeries(task, slug, label, along))
