@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from dcft.report.converge import ROWS, Paired, gap_series, planned, render, seeds_csv, write
+from dcft.report.converge import (
+    ROWS,
+    Paired,
+    gap_series,
+    planned,
+    progress,
+    render,
+    seeds_csv,
+    write,
+)
 from dcft.report.runs import load_runs
 
 
@@ -166,6 +176,14 @@ def test_committed_report_is_what_the_committed_records_render():
         assert (COMMITTED / figure).stat().st_size > 10_000
 
 
+def test_every_planned_cell_has_its_seeds():
+    """The study is complete: every (task, method) of the sweep has a record for each of its
+    seeds, and the report says so."""
+    count, total, missing = progress(_committed_runs(), planned())
+    assert missing == "" and count == total == 45
+    assert "; still to run" not in (COMMITTED / "converge.md").read_text()
+
+
 def test_committed_records_are_runs_of_the_plan_and_the_report_counts_them():
     """Every committed record is a planned (task, method, seed) of the sweep, none twice, and
     the report's progress line counts exactly them."""
@@ -178,3 +196,30 @@ def test_committed_records_are_runs_of_the_plan_and_the_report_counts_them():
     total = sum(len(seeds) for seeds in plan.values())
     head = (COMMITTED / "converge.md").read_text().splitlines()[2]
     assert head.startswith(f"Runs with a finished record: {len(seen)} of {total} planned")
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+_STAT = re.compile(r"[+-]?\d+\.\d\d (?:± \d+\.\d\d|\[[+-]?\d+\.\d\d, [+-]?\d+\.\d\d\])")
+
+
+def _sections(text: str, level: str) -> dict[str, str]:
+    """Heading -> body, for the headings of one level of a markdown text."""
+    parts = re.split(rf"^{level} (.+)$", text, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_readme_convergence_table_quotes_the_committed_report():
+    """Every mean ± std and every interval in the README's convergence table is in the committed
+    converge.md, in the section of the same task: the README states the records' numbers."""
+    study = _sections(README.read_text(), "##")["The convergence study"]
+    report = _sections((COMMITTED / "converge.md").read_text(), "##")
+    quoted = 0
+    for line in study.splitlines():
+        cells = line.split("|")[1:-1]
+        if not cells or cells[0].split(" (")[0].strip() not in report:
+            continue
+        task = cells[0].split(" (")[0].strip()
+        for stat in _STAT.findall("|".join(cells[1:])):
+            assert stat in report[task], (task, stat)
+            quoted += 1
+    assert quoted >= 3 * 8, quoted
