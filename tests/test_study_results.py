@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from PIL import Image
 from scipy import stats
 
 from dcft import sweep
 from dcft.report.cli import report
-from dcft.report.figures import BENCH_CSV, bench_step_times
+from dcft.report.figures import BENCH_CSV, bench_step_times, source_digest, study_figure2
 from dcft.report.runs import SELECTS, load_runs
 from dcft.report.study import MAJORITY_FILE, render, seeds_csv
 from dcft.tools import lr_search
@@ -148,3 +149,15 @@ def test_study_figure2_draws_the_bench_step_times():
         median, q1, q3 = times[model]["LoRA r=1"]
         assert q1 <= median <= q3
     assert bench_step_times(REPO / "no-such-bench.csv") == {}
+
+
+def test_committed_study_figure2_is_drawn_from_the_committed_bench(tmp_path: Path):
+    """The committed Figure 2 records the sha256 of the bench it drew; it must be the committed
+    cpu.csv's, so a new `make bench` run without `make report` fails here. A figure drawn from
+    another file carries another digest."""
+    committed = Image.open(REPO / "results" / "study" / "tables" / "figure2.png").text
+    assert committed["Source"] == f"sha256:{source_digest(REPO / BENCH_CSV)}"
+    other = tmp_path / "cpu.csv"
+    other.write_text((REPO / BENCH_CSV).read_text() + "\n")
+    drawn = Image.open(study_figure2(tmp_path / "figure2.png", other)).text
+    assert drawn["Source"] != committed["Source"]

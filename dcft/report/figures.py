@@ -18,6 +18,7 @@ and its Figure 3 adds head-only training and the majority class to DCFT and LoRA
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -153,7 +154,13 @@ def study_figure2(path: str | Path, bench: str | Path = BENCH_CSV) -> Path:
         fontsize=7,
         wrap=True,
     )
-    return _save(fig, path, bottom=0.1)
+    return _save(fig, path, bottom=0.1, source=bench)
+
+
+def source_digest(path: str | Path) -> str:
+    """sha256 of the file a figure is drawn from, stored in the PNG's ``Source`` text chunk so a
+    test can tell a figure drawn from other data (say, an older bench) from a current one."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).exists() else "none"
 
 
 def _mean_curve(runs: Sequence[Run], points: Points) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -280,11 +287,14 @@ def study_curves(runset: RunSet, majority_file: str | Path = MAJORITY_FILE) -> p
     return _curves(series, title, majority, note)
 
 
-def _save(fig: plt.Figure, path: str | Path, bottom: float = 0.04) -> Path:
+def _save(
+    fig: plt.Figure, path: str | Path, bottom: float = 0.04, source: str | Path | None = None
+) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout(rect=(0, bottom, 1, 1))
-    fig.savefig(path, dpi=120)
+    metadata = {"Source": f"sha256:{source_digest(source)}"} if source is not None else None
+    fig.savefig(path, dpi=120, metadata=metadata)
     plt.close(fig)
     return path
 
