@@ -216,9 +216,9 @@ def test_readme_convergence_table_quotes_the_committed_report():
     quoted = 0
     for line in study.splitlines():
         cells = line.split("|")[1:-1]
-        if not cells or cells[0].split(" (")[0].strip() not in report:
+        task = cells[0].split(" (")[0].strip() if cells else ""
+        if task not in report:
             continue
-        task = cells[0].split(" (")[0].strip()
         for stat in _STAT.findall("|".join(cells[1:])):
             assert stat in report[task], (task, stat)
             quoted += 1

@@ -18,7 +18,6 @@ and its Figure 3 adds head-only training and the majority class to DCFT and LoRA
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 
+from dcft.data.provenance import file_sha256
 from dcft.data.tasks import get_task
 from dcft.report.aggregate import OurRow, build_table
 from dcft.report.rows import TASK_LABELS
@@ -160,7 +160,7 @@ def study_figure2(path: str | Path, bench: str | Path = BENCH_CSV) -> Path:
 def source_digest(path: str | Path) -> str:
     """sha256 of the file a figure is drawn from, stored in the PNG's ``Source`` text chunk so a
     test can tell a figure drawn from other data (say, an older bench) from a current one."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).exists() else "none"
+    return file_sha256(Path(path)) if Path(path).exists() else "none"
 
 
 def _mean_curve(runs: Sequence[Run], points: Points) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
